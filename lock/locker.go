@@ -1,0 +1,269 @@
+package lock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dlockgo/dlock/lock/driver"
+)
+
+// Options configure the Locker built by [New]. The zero value, and nil, mean
+// the defaults.
+type Options struct {
+	// Identity names this process (or this Locker) to the other holders: it
+	// is stored with every lock, so that an inspecting tool or a leader
+	// observer can say who holds a key. At most [MaxIdentityLength] bytes.
+	// Default: none.
+	Identity string
+	// CleanupTimeout bounds the background release that follows an
+	// ambiguous acquisition (the store failed to answer, or ctx ended while
+	// it was asked) and the release in [Hold]'s stop function.
+	// Default: 5s.
+	CleanupTimeout time.Duration
+}
+
+const defaultCleanupTimeout = 5 * time.Second
+
+// New returns the Locker that every store shares: it validates keys and
+// TTLs, gives each acquisition its own random 128-bit owner token, wraps
+// errors with the operation and the key, and cleans up after ambiguous
+// acquisitions. Stores offer one-line constructors that call New; users
+// rarely call it themselves. The Locker owns b: Close closes it.
+//
+// New returns [ErrNilDatabaseClient] for a nil backend and an error for
+// invalid options.
+func New(b driver.Backend, opts *Options) (Locker, error) {
+	if b == nil {
+		return nil, ErrNilDatabaseClient
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if len(o.Identity) > MaxIdentityLength {
+		return nil, fmt.Errorf("lock: identity is %d bytes, the limit is %d", len(o.Identity), MaxIdentityLength)
+	}
+	if o.CleanupTimeout < 0 {
+		return nil, fmt.Errorf("lock: negative CleanupTimeout %v", o.CleanupTimeout)
+	}
+	if o.CleanupTimeout == 0 {
+		o.CleanupTimeout = defaultCleanupTimeout
+	}
+	l := &locker{b: b, opts: o}
+	if o.Identity != "" {
+		l.suffix = ":" + o.Identity
+	}
+	l.loss, _ = b.(driver.LossNotifier)
+	return l, nil
+}
+
+// OwnerIdentity returns the identity part of an owner string made by a
+// Locker from [New] (see [Options.Identity]), or "" when it has none.
+func OwnerIdentity(owner string) string {
+	if len(owner) > ownerHexLen && owner[ownerHexLen] == ':' {
+		return owner[ownerHexLen+1:]
+	}
+	return ""
+}
+
+const ownerHexLen = 32 // 128 bits
+
+type locker struct {
+	b      driver.Backend
+	opts   Options
+	suffix string // ":" + identity, or ""
+	loss   driver.LossNotifier
+
+	closed atomic.Bool
+	mu     sync.Mutex     // orders wg.Add against Close's Wait
+	closer bool           // Close has begun (under mu)
+	wg     sync.WaitGroup // background clean-ups
+}
+
+var _ Locker = (*locker)(nil)
+
+func (l *locker) newOwner() string {
+	var b [ownerHexLen / 2]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go ≥ 1.24)
+	s := make([]byte, ownerHexLen, ownerHexLen+len(l.suffix))
+	hex.Encode(s, b[:])
+	return string(append(s, l.suffix...))
+}
+
+func (l *locker) Acquire(ctx context.Context, key string, ttl time.Duration) (Lock, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, opError("acquire", key, err)
+	}
+	if ttl <= 0 {
+		return nil, opError("acquire", key, fmt.Errorf("%w: %v", ErrInvalidTTL, ttl))
+	}
+	if l.closed.Load() {
+		return nil, opError("acquire", key, ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, opError("acquire", key, err)
+	}
+	owner := l.newOwner()
+	start := time.Now()
+	g, ok, err := l.b.TryAcquire(ctx, key, owner, ttl)
+	if err != nil {
+		// The store may have applied the acquisition and lost the reply;
+		// nobody would ever release it. Owner tokens are unique, so a
+		// release can only ever free our own claim.
+		l.cleanup(key, owner)
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			err = errors.Join(err, cerr)
+		}
+		return nil, opError("acquire", key, err)
+	}
+	if !ok {
+		return nil, opError("acquire", key, ErrLockNotAcquired)
+	}
+	h := &handle{l: l, key: key, owner: owner, token: g.Token}
+	h.ttl.Store(int64(g.TTL))
+	h.expiry = start.Add(g.TTL)
+	return h, nil
+}
+
+// cleanup releases owner's claim on key in the background, bounded by
+// CleanupTimeout. Close waits for it.
+func (l *locker) cleanup(key, owner string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closer {
+		return
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), l.opts.CleanupTimeout)
+		defer cancel()
+		_, _ = l.b.Release(ctx, key, owner) // best effort: the TTL frees it otherwise
+	}()
+}
+
+func (l *locker) Ping(ctx context.Context) error {
+	if l.closed.Load() {
+		return fmt.Errorf("ping: %w", ErrClosed)
+	}
+	if err := l.b.Ping(ctx); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	return nil
+}
+
+func (l *locker) Close() error {
+	if l.closed.Swap(true) {
+		return ErrClosed
+	}
+	l.mu.Lock()
+	l.closer = true
+	l.mu.Unlock()
+	l.wg.Wait()
+	return l.b.Close()
+}
+
+// handle is the Lock returned by locker.Acquire.
+type handle struct {
+	l     *locker
+	key   string
+	owner string
+	token uint64
+	ttl   atomic.Int64 // time.Duration
+
+	mu     sync.Mutex
+	expiry time.Time // start of the last successful acquire/refresh + TTL
+	gone   bool      // released, or the store said it is not ours
+}
+
+var (
+	_ Lock         = (*handle)(nil)
+	_ Expirer      = (*handle)(nil)
+	_ LossNotifier = (*handle)(nil)
+)
+
+func (h *handle) Key() string        { return h.key }
+func (h *handle) Token() uint64      { return h.token }
+func (h *handle) TTL() time.Duration { return time.Duration(h.ttl.Load()) }
+
+// Expiry implements [Expirer].
+func (h *handle) Expiry() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.expiry
+}
+
+// NotifyLoss implements [LossNotifier].
+func (h *handle) NotifyLoss(ctx context.Context) <-chan struct{} {
+	if h.l.loss == nil {
+		return nil
+	}
+	return h.l.loss.NotifyLoss(ctx, h.key, h.owner)
+}
+
+func (h *handle) isGone() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.gone
+}
+
+func (h *handle) Refresh(ctx context.Context, ttl time.Duration) error {
+	if ttl <= 0 {
+		return opError("refresh", h.key, fmt.Errorf("%w: %v", ErrInvalidTTL, ttl))
+	}
+	if h.l.closed.Load() {
+		return opError("refresh", h.key, ErrClosed)
+	}
+	if h.isGone() {
+		return opError("refresh", h.key, ErrLockNotHeld)
+	}
+	if err := ctx.Err(); err != nil {
+		return opError("refresh", h.key, err)
+	}
+	start := time.Now()
+	granted, ok, err := h.l.b.Refresh(ctx, h.key, h.owner, ttl)
+	if err != nil {
+		return opError("refresh", h.key, err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !ok || h.gone {
+		h.gone = true
+		return opError("refresh", h.key, ErrLockNotHeld)
+	}
+	h.ttl.Store(int64(granted))
+	if e := start.Add(granted); e.After(h.expiry) {
+		h.expiry = e
+	}
+	return nil
+}
+
+func (h *handle) Release(ctx context.Context) error {
+	if h.l.closed.Load() {
+		return opError("release", h.key, ErrClosed)
+	}
+	if h.isGone() {
+		return opError("release", h.key, ErrLockNotHeld)
+	}
+	if err := ctx.Err(); err != nil {
+		return opError("release", h.key, err)
+	}
+	ok, err := h.l.b.Release(ctx, h.key, h.owner)
+	if err != nil {
+		return opError("release", h.key, err)
+	}
+	h.mu.Lock()
+	wasGone := h.gone
+	h.gone = true
+	h.mu.Unlock()
+	if !ok || wasGone {
+		return opError("release", h.key, ErrLockNotHeld)
+	}
+	return nil
+}
