@@ -5,6 +5,8 @@
 #   scripts/services.sh stop    stop what start started (by PID), remove the data
 #   scripts/services.sh env     print `export DLOCK_TEST_…_URL=…` lines
 #
+# A command may name stores to act on only those: `services.sh start redis`.
+#
 # Everything listens on 127.0.0.1 on non-default ports and lives under one
 # state directory ($DLOCK_SERVICES_DIR, default /tmp/dlock-services). Each
 # store is a file in scripts/svc/ that defines svc_<name>_start, _stop and
@@ -81,6 +83,13 @@ for f in "$here"/svc/*.sh; do
 done
 
 cmd=${1:-}
+[ $# -gt 0 ] && shift
+if [ $# -gt 0 ]; then
+	for s in "$@"; do
+		[ -f "$here/svc/$s.sh" ] || { echo "services: unknown store $s" >&2; exit 2; }
+	done
+	services=("$@")
+fi
 case "$cmd" in
 start)
 	for s in "${services[@]}"; do "svc_${s}_start"; done
