@@ -1,0 +1,491 @@
+package etcdlock_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/dlockgo/dlock/backends/etcdlock"
+	"github.com/dlockgo/dlock/internal/leakcheck"
+	"github.com/dlockgo/dlock/internal/testenv"
+	"github.com/dlockgo/dlock/lock"
+	"github.com/dlockgo/dlock/lock/driver"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
+
+func newLocker(t testing.TB, c *clientv3.Client) lock.Locker {
+	t.Helper()
+	l, err := etcdlock.New(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+func newBackend(t testing.TB, c *clientv3.Client) driver.Backend {
+	t.Helper()
+	b, err := etcdlock.NewBackend(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func TestNew_NilClient(t *testing.T) {
+	if _, err := etcdlock.New(nil, nil); !errors.Is(err, lock.ErrNilDatabaseClient) {
+		t.Fatalf("New(nil): %v, want ErrNilDatabaseClient", err)
+	}
+	if _, err := etcdlock.NewBackend(nil, nil); !errors.Is(err, lock.ErrNilDatabaseClient) {
+		t.Fatalf("NewBackend(nil): %v, want ErrNilDatabaseClient", err)
+	}
+}
+
+// TestRoundTrips counts the RPCs of each operation with a gRPC interceptor.
+func TestRoundTrips(t *testing.T) {
+	counter := newRPCCounter()
+	c := newClient(t, testenv.Etcd, counter)
+	l := newLocker(t, c)
+	ctx := ctxT(t)
+	key := randomKey(t)
+
+	counter.take()
+	lk, err := l.Acquire(ctx, key, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acq := counter.take()
+	if _, err := l.Acquire(ctx, key, 3*time.Second); !errors.Is(err, lock.ErrLockNotAcquired) {
+		t.Fatalf("second acquire: %v", err)
+	}
+	counter.waitFor(t, "LeaseRevoke", 1) // the refused attempt's lease, in the background
+	contended := counter.take()
+	if err := lk.Refresh(ctx, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ref := counter.take()
+	if err := lk.Refresh(ctx, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	counter.waitFor(t, "LeaseRevoke", 1) // the old lease, in the background
+	refNew := counter.take()
+	if err := lk.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rel := counter.take()
+	t.Logf("round trips: acquire %v, refused acquire %v (the revoke in the background), refresh %v, refresh with new TTL %v, release %v",
+		acq, contended, ref, refNew, rel)
+	for _, tc := range []struct {
+		name string
+		got  map[string]int
+		want int
+	}{{"acquire", acq, 2}, {"refresh", ref, 1}, {"release", rel, 1}} {
+		if total(tc.got) != tc.want {
+			t.Errorf("%s: %d round trips %v, want %d", tc.name, total(tc.got), tc.got, tc.want)
+		}
+	}
+	if contended["LeaseGrant"] != 1 || contended["Txn"] != 1 || contended["LeaseRevoke"] != 1 {
+		t.Errorf("refused acquire: %v, want a grant, a txn and a revoke", contended)
+	}
+}
+
+func TestAcquire_GrantsWholeSecondsAtLeastTheServerMinimum(t *testing.T) {
+	c := newClient(t, testenv.Etcd, nil)
+	l := newLocker(t, c)
+	ctx := ctxT(t)
+	for _, ttl := range []time.Duration{time.Millisecond, 2500 * time.Millisecond} {
+		lk, err := l.Acquire(ctx, randomKey(t), ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := lk.TTL()
+		if got < ttl || got%time.Second != 0 {
+			t.Errorf("TTL(%v) = %v, want whole seconds ≥ asked", ttl, got)
+		}
+		t.Logf("asked %v, granted %v", ttl, got)
+		if err := lk.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestToken_IsCreateRevisionAndIncreases(t *testing.T) {
+	c := newClient(t, testenv.Etcd, nil)
+	l := newLocker(t, c)
+	ctx := ctxT(t)
+	key := randomKey(t)
+	var last uint64
+	for i := 0; i < 3; i++ {
+		lk, err := l.Acquire(ctx, key, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lk.Token() <= last {
+			t.Fatalf("token %d after %d", lk.Token(), last)
+		}
+		last = lk.Token()
+		resp, err := c.Get(ctx, etcdlock.DefaultKeyPrefix+key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := uint64(resp.Kvs[0].CreateRevision); got != lk.Token() {
+			t.Fatalf("create revision %d, token %d", got, lk.Token())
+		}
+		// A new TTL moves the key to another lease: the token stays.
+		if err := lk.Refresh(ctx, 7*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		resp, err = c.Get(ctx, etcdlock.DefaultKeyPrefix+key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := uint64(resp.Kvs[0].CreateRevision); got != lk.Token() {
+			t.Fatalf("after refresh: create revision %d, token %d", got, lk.Token())
+		}
+		if err := lk.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestKeys_AreBinarySafe(t *testing.T) {
+	c := newClient(t, testenv.Etcd, nil)
+	l := newLocker(t, c)
+	ctx := ctxT(t)
+	base := randomKey(t)
+	keys := []string{
+		base + "\x00nul",
+		base + "\xff\xfe invalid utf-8",
+		base + strings.Repeat("k", lock.MaxKeyLength-len(base)),
+	}
+	held := make([]lock.Lock, 0, len(keys))
+	for _, k := range keys {
+		lk, err := l.Acquire(ctx, k, 5*time.Second)
+		if err != nil {
+			t.Fatalf("acquire %q: %v", k, err)
+		}
+		held = append(held, lk)
+	}
+	// The NUL key is not a prefix match of anything else: each is separate.
+	if _, err := l.Acquire(ctx, base+"\x00nul", 5*time.Second); !errors.Is(err, lock.ErrLockNotAcquired) {
+		t.Fatalf("second acquire of NUL key: %v", err)
+	}
+	if _, err := l.Acquire(ctx, base+"\x00", 5*time.Second); err != nil {
+		t.Fatalf("acquire of a prefix of the NUL key: %v", err)
+	}
+	for _, lk := range held {
+		if err := lk.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRefresh_NewTTLMovesTheKeyToANewLease(t *testing.T) {
+	c := newClient(t, testenv.Etcd, nil)
+	l := newLocker(t, c)
+	ctx := ctxT(t)
+	key := randomKey(t)
+	lk, err := l.Acquire(ctx, key, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.Get(ctx, etcdlock.DefaultKeyPrefix+key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldLease := clientv3.LeaseID(before.Kvs[0].Lease)
+	if err := lk.Refresh(ctx, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if lk.TTL() != 3*time.Second {
+		t.Fatalf("TTL after refresh = %v, want 3s", lk.TTL())
+	}
+	after, err := c.Get(ctx, etcdlock.DefaultKeyPrefix+key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newLease := clientv3.LeaseID(after.Kvs[0].Lease)
+	if newLease == oldLease {
+		t.Fatal("key still on the old lease")
+	}
+	ttl, err := c.TimeToLive(ctx, newLease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl.GrantedTTL != 3 {
+		t.Fatalf("new lease granted %ds, want 3", ttl.GrantedTTL)
+	}
+	eventually(t, 5*time.Second, "old lease revoked", func() bool {
+		r, err := c.TimeToLive(ctx, oldLease)
+		return err == nil && r.TTL == -1
+	})
+	// Unrefreshed, the lock frees itself after the new, shorter TTL.
+	start := time.Now()
+	eventually(t, 10*time.Second, "lock freed by its lease", func() bool {
+		r, err := c.Get(ctx, etcdlock.DefaultKeyPrefix+key)
+		return err == nil && len(r.Kvs) == 0
+	})
+	t.Logf("freed %v after the refresh (TTL 3s)", time.Since(start).Round(10*time.Millisecond))
+	if err := lk.Release(ctx); !errors.Is(err, lock.ErrLockNotHeld) {
+		t.Fatalf("release after expiry: %v, want ErrLockNotHeld", err)
+	}
+}
+
+// TestAcquire_AmbiguousTxnLeavesNoLeaseAndNoLock makes the acquire
+// transaction fail after etcd applied it: the Locker must not be left
+// holding a lock nobody has a handle for, and the lease must go.
+func TestAcquire_AmbiguousTxnLeavesNoLeaseAndNoLock(t *testing.T) {
+	counter := newRPCCounter()
+	c := newClient(t, testenv.Etcd, counter)
+	l := newLocker(t, c)
+	ctx := ctxT(t)
+	key := randomKey(t)
+	boom := errors.New("reply lost")
+	counter.failNextAfter("Txn", boom)
+	if _, err := l.Acquire(ctx, key, 30*time.Second); !errors.Is(err, boom) {
+		t.Fatalf("acquire: %v, want the injected error", err)
+	}
+	leases := counter.grantedLeases()
+	if len(leases) != 1 {
+		t.Fatalf("leases granted: %v", leases)
+	}
+	eventually(t, 5*time.Second, "key deleted and lease revoked", func() bool {
+		r, err := c.Get(ctx, etcdlock.DefaultKeyPrefix+key)
+		if err != nil || len(r.Kvs) != 0 {
+			return false
+		}
+		tl, err := c.TimeToLive(ctx, clientv3.LeaseID(leases[0]))
+		return err == nil && tl.TTL == -1
+	})
+	lk, err := l.Acquire(ctx, key, 5*time.Second)
+	if err != nil {
+		t.Fatalf("acquire after the clean-up: %v", err)
+	}
+	_ = lk.Release(ctx)
+}
+
+// TestAcquire_AmbiguousGrantLeavesNoLease makes the lease grant fail after
+// etcd applied it: the lease, whose ID we chose, must still be revoked.
+func TestAcquire_AmbiguousGrantLeavesNoLease(t *testing.T) {
+	counter := newRPCCounter()
+	c := newClient(t, testenv.Etcd, counter)
+	l := newLocker(t, c)
+	ctx := ctxT(t)
+	boom := errors.New("reply lost")
+	counter.failNextAfter("LeaseGrant", boom)
+	if _, err := l.Acquire(ctx, randomKey(t), 30*time.Second); !errors.Is(err, boom) {
+		t.Fatalf("acquire: %v, want the injected error", err)
+	}
+	leases := counter.grantedLeases()
+	if len(leases) != 1 {
+		t.Fatalf("leases granted: %v", leases)
+	}
+	eventually(t, 5*time.Second, "lease revoked", func() bool {
+		tl, err := c.TimeToLive(ctx, clientv3.LeaseID(leases[0]))
+		return err == nil && tl.TTL == -1
+	})
+}
+
+func TestAcquire_RefusedAttemptRevokesItsLease(t *testing.T) {
+	counter := newRPCCounter()
+	c := newClient(t, testenv.Etcd, counter)
+	l := newLocker(t, c)
+	ctx := ctxT(t)
+	key := randomKey(t)
+	lk, err := l.Acquire(ctx, key, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Release(ctx)
+	if _, err := l.Acquire(ctx, key, 30*time.Second); !errors.Is(err, lock.ErrLockNotAcquired) {
+		t.Fatalf("second acquire: %v", err)
+	}
+	leases := counter.grantedLeases()
+	eventually(t, 5*time.Second, "refused attempt's lease revoked", func() bool {
+		tl, err := c.TimeToLive(ctx, clientv3.LeaseID(leases[1]))
+		return err == nil && tl.TTL == -1
+	})
+}
+
+// TestOtherBackend_ReleasesAndRefreshesByReadingTheKey drives a lock taken
+// by one backend from another (another process): the lease is found
+// through the key.
+func TestOtherBackend_ReleasesAndRefreshesByReadingTheKey(t *testing.T) {
+	c := newClient(t, testenv.Etcd, nil)
+	a, b := newBackend(t, c), newBackend(t, c)
+	ctx := ctxT(t)
+	key := randomKey(t)
+	const owner = "0123456789abcdef0123456789abcdef"
+	g, ok, err := a.TryAcquire(ctx, key, owner, 5*time.Second)
+	if err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	if ok, err := b.Release(ctx, key, "ffffffffffffffffffffffffffffffff"); err != nil || ok {
+		t.Fatalf("release by a stranger: ok=%v err=%v", ok, err)
+	}
+	if got, ok, err := b.Refresh(ctx, key, owner, 8*time.Second); err != nil || !ok || got != 8*time.Second {
+		t.Fatalf("refresh from b: %v %v %v", got, ok, err)
+	}
+	h, ok, err := b.(driver.Inspector).Inspect(ctx, key)
+	if err != nil || !ok || h.Owner != owner || h.Token != g.Token || h.TTL < 7*time.Second {
+		t.Fatalf("inspect: %+v %v %v (token %d)", h, ok, err, g.Token)
+	}
+	if ok, err := b.Release(ctx, key, owner); err != nil || !ok {
+		t.Fatalf("release from b: %v %v", ok, err)
+	}
+	// a's cached lease is gone with the key.
+	if ok, err := a.Release(ctx, key, owner); err != nil || ok {
+		t.Fatalf("release from a after b: ok=%v err=%v", ok, err)
+	}
+	if _, ok, err := b.(driver.Inspector).Inspect(ctx, key); err != nil || ok {
+		t.Fatalf("inspect of a free key: ok=%v err=%v", ok, err)
+	}
+}
+
+func TestNotifyLoss(t *testing.T) {
+	c := newClient(t, testenv.Etcd, nil)
+	ctx := ctxT(t)
+	for _, tc := range []struct {
+		name string
+		lose func(t *testing.T, k string)
+	}{
+		{"deleted", func(t *testing.T, k string) {
+			if _, err := c.Delete(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"overwritten", func(t *testing.T, k string) {
+			if _, err := c.Put(ctx, k, "someone else"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"lease expired", func(t *testing.T, k string) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLocker(t, c)
+			key := randomKey(t)
+			lk, err := l.Acquire(ctx, key, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			lost := lk.(lock.LossNotifier).NotifyLoss(wctx)
+			if lost == nil {
+				t.Fatal("NotifyLoss returned nil")
+			}
+			// A refresh by the holder itself is not a loss.
+			if err := lk.Refresh(ctx, time.Second); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			tc.lose(t, etcdlock.DefaultKeyPrefix+key)
+			select {
+			case <-lost:
+				t.Logf("loss pushed after %v (TTL %v)", time.Since(start).Round(time.Millisecond), lk.TTL())
+			case <-time.After(lk.TTL() + 5*time.Second):
+				t.Fatal("no loss pushed")
+			}
+			_, _ = c.Delete(ctx, etcdlock.DefaultKeyPrefix+key)
+		})
+	}
+}
+
+func TestNotifyLoss_StopsWithCtx(t *testing.T) {
+	c := newClient(t, testenv.Etcd, nil)
+	l := newLocker(t, c)
+	ctx := ctxT(t)
+	lk, err := l.Acquire(ctx, randomKey(t), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	lost := lk.(lock.LossNotifier).NotifyLoss(wctx)
+	cancel()
+	if err := lk.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The watcher is gone: leakcheck in TestMain would catch it otherwise,
+	// and the channel is not closed by a release seen after ctx ended
+	// (it may be, if the release raced the cancel; both are allowed).
+	_ = lost
+}
+
+func TestWaitFree(t *testing.T) {
+	c := newClient(t, testenv.Etcd, nil)
+	b := newBackend(t, c)
+	w := b.(driver.Waiter)
+	ctx := ctxT(t)
+	key := randomKey(t)
+	if err := w.WaitFree(ctx, key); err != nil {
+		t.Fatalf("wait on a free key: %v", err)
+	}
+	const owner = "0123456789abcdef0123456789abcdef"
+	if _, ok, err := b.TryAcquire(ctx, key, owner, 30*time.Second); err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.WaitFree(ctx, key) }()
+	// Refreshing (a put with the same owner) does not wake the waiter;
+	// releasing does.
+	if _, ok, err := b.Refresh(ctx, key, owner, 20*time.Second); err != nil || !ok {
+		t.Fatalf("refresh: %v %v", ok, err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("WaitFree returned while held: %v", err)
+	default:
+	}
+	if ok, err := b.Release(ctx, key, owner); err != nil || !ok {
+		t.Fatalf("release: %v %v", ok, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("WaitFree: %v", err)
+	}
+
+	if _, ok, err := b.TryAcquire(ctx, key, owner, 30*time.Second); err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	defer b.Release(ctx, key, owner)
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := w.WaitFree(cctx, key); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitFree past its deadline: %v", err)
+	}
+}
+
+func TestKeyPrefix(t *testing.T) {
+	c := newClient(t, testenv.Etcd, nil)
+	ctx := ctxT(t)
+	prefix := "/dlock-test-prefix/" + randomKey(t) + "/"
+	l, err := etcdlock.New(c, &etcdlock.Options{KeyPrefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	lk, err := l.Acquire(ctx, "k", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Get(ctx, prefix+"k")
+	if err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("key under prefix: %v %v", r, err)
+	}
+	if err := lk.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPing(t *testing.T) {
+	c := newClient(t, testenv.Etcd, nil)
+	l := newLocker(t, c)
+	if err := l.Ping(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
