@@ -125,6 +125,20 @@ type backend struct {
 	sweepAt int              // size of held at which expired entries are dropped
 	wg      sync.WaitGroup   // watchers and background revocations
 	sem     chan struct{}    // slots for background revocations
+	spares  []spare          // idle leases of ours, carrying no key
+	janitor *time.Timer      // revokes idle spares; nil when none is armed
+}
+
+// spare is an idle lease of ours that carries no key: left by a refused
+// attempt, a release, or a lock moved to another lease. The next
+// acquisition that needs a lease of the same length renews and uses it
+// instead of granting a new one, which saves a write through Raft and lets
+// the renewal travel together with the transaction.
+type spare struct {
+	id       clientv3.LeaseID
+	ttl      int64     // seconds
+	deadline time.Time // local estimate of its expiry
+	idle     time.Time // when it was put back
 }
 
 // held is what the backend remembers of a lock it acquired: the lease the
@@ -135,10 +149,26 @@ type held struct {
 	key      string     // full etcd key
 	lease    clientv3.LeaseID
 	ttl      int64     // seconds granted
-	deadline time.Time // local estimate of the lease's expiry, for sweeping
+	deadline time.Time // local estimate of the lease's expiry
+	// gone is set, under mu, once the lease is no longer the lock's
+	// (released, lost, handed on as a spare): a Refresh or Release that
+	// was waiting for mu must then not touch it.
+	gone bool
 }
 
 const minSweep = 1024
+
+const (
+	// maxSpares bounds the idle leases a backend keeps.
+	maxSpares = 16
+	// spareMargin is how long before its estimated expiry a spare is
+	// no longer used: its renewal must reach the leader in time. (If it
+	// does not, the transaction fails with "lease not found", nothing is
+	// written, and the attempt falls back to a new lease.)
+	spareMargin = 500 * time.Millisecond
+	// spareIdle is how long a spare may stay unused before it is revoked.
+	spareIdle = 2 * time.Second
+)
 
 var (
 	_ driver.Backend      = (*backend)(nil)
@@ -161,10 +191,84 @@ func (b *backend) Close() error {
 		return nil
 	}
 	b.closed = true
+	spares := b.spares
+	b.spares = nil
+	if b.janitor != nil && b.janitor.Stop() {
+		b.janitor = nil
+	}
 	b.mu.Unlock()
 	b.stop()
+	var wg sync.WaitGroup
+	for _, sp := range spares {
+		wg.Go(func() { b.revoke(sp.id) })
+	}
+	wg.Wait()
 	b.wg.Wait()
 	return nil
+}
+
+// takeSpare returns an idle lease of ttl seconds that will not expire
+// within spareMargin of now.
+func (b *backend) takeSpare(ttl int64, now time.Time) (spare, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := len(b.spares) - 1; i >= 0; i-- {
+		sp := b.spares[i]
+		if sp.ttl == ttl && now.Add(spareMargin).Before(sp.deadline) {
+			b.spares = append(b.spares[:i], b.spares[i+1:]...)
+			return sp, true
+		}
+	}
+	return spare{}, false
+}
+
+// putSpare keeps lease id, which carries no key, for a later acquisition,
+// or revokes it when it is not worth keeping.
+func (b *backend) putSpare(id clientv3.LeaseID, ttl int64, deadline time.Time) {
+	now := time.Now()
+	b.mu.Lock()
+	if b.closed || len(b.spares) >= maxSpares || !now.Add(spareMargin).Before(deadline) {
+		b.mu.Unlock()
+		b.revokeLater(id)
+		return
+	}
+	b.spares = append(b.spares, spare{id: id, ttl: ttl, deadline: deadline, idle: now})
+	if b.janitor == nil {
+		b.janitor = time.AfterFunc(spareIdle, b.sweepSpares)
+	}
+	b.mu.Unlock()
+}
+
+// sweepSpares revokes the spares that have been idle for spareIdle, and
+// arms itself again while spares remain.
+func (b *backend) sweepSpares() {
+	now := time.Now()
+	var old []clientv3.LeaseID
+	b.mu.Lock()
+	b.janitor = nil
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.wg.Add(1) // Close waits for this sweep
+	defer b.wg.Done()
+	keep := b.spares[:0]
+	for _, sp := range b.spares {
+		if now.Sub(sp.idle) >= spareIdle {
+			old = append(old, sp.id)
+		} else {
+			keep = append(keep, sp)
+		}
+	}
+	clear(b.spares[len(keep):])
+	b.spares = keep
+	if len(b.spares) > 0 {
+		b.janitor = time.AfterFunc(spareIdle, b.sweepSpares)
+	}
+	b.mu.Unlock()
+	for _, id := range old {
+		b.revokeLater(id)
+	}
 }
 
 // remember records the lease of a lock acquired (or re-found) here. When
@@ -194,7 +298,9 @@ func (b *backend) lookup(owner string) *held {
 	return b.held[owner]
 }
 
+// forget marks h gone and drops it from the cache. The caller holds h.mu.
 func (b *backend) forget(owner string, h *held) {
+	h.gone = true
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.held[owner] == h {
@@ -228,24 +334,38 @@ func (b *backend) grant(ctx context.Context, ttl int64) (clientv3.LeaseID, int64
 	return id, resp.TTL, nil
 }
 
-// keepAliveOnce renews lease id once and returns the TTL it was renewed
-// for, or 0 when the lease does not exist (it expired or was revoked). It
-// makes one attempt: clientv3's KeepAliveOnce retries until ctx ends.
-func (b *backend) keepAliveOnce(ctx context.Context, id clientv3.LeaseID) (int64, error) {
+// keepAlive is one lease renewal in flight: sent, its answer not yet read.
+// Sending it before another request and reading it after pipelines the two.
+type keepAlive struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	s      pb.Lease_LeaseKeepAliveClient
+}
+
+// sendKeepAlive sends a renewal of lease id. It makes one attempt:
+// clientv3's KeepAliveOnce retries until ctx ends.
+func (b *backend) sendKeepAlive(ctx context.Context, id clientv3.LeaseID) (*keepAlive, error) {
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	s, err := b.lc.LeaseKeepAlive(sctx)
+	if err == nil {
+		err = s.Send(&pb.LeaseKeepAliveRequest{ID: int64(id)})
+	}
 	if err != nil {
-		return 0, storeErr(ctx, "keep lease alive", err)
+		cancel()
+		return nil, storeErr(ctx, "keep lease alive", err)
 	}
-	if err := s.Send(&pb.LeaseKeepAliveRequest{ID: int64(id)}); err != nil {
-		return 0, storeErr(ctx, "keep lease alive", err)
-	}
-	resp, err := s.Recv()
+	return &keepAlive{ctx: ctx, cancel: cancel, s: s}, nil
+}
+
+// wait returns the TTL the lease was renewed for, 0 when the lease does not
+// exist (it expired or was revoked).
+func (k *keepAlive) wait() (int64, error) {
+	defer k.cancel()
+	resp, err := k.s.Recv()
 	if err != nil {
-		return 0, storeErr(ctx, "keep lease alive", err)
+		return 0, storeErr(k.ctx, "keep lease alive", err)
 	}
-	_ = s.CloseSend()
+	_ = k.s.CloseSend()
 	return max(resp.TTL, 0), nil
 }
 
