@@ -12,31 +12,34 @@
 // bytes up to [lock.MaxKeyLength]) whose value is the owner string, attached
 // to a lease of its own:
 //
-//   - Acquire: a lease grant for the TTL, then one transaction
-//     "if CreateRevision(key) == 0 then Put(key, owner, lease)": two round
-//     trips. The lease ID is chosen here, so that a grant whose answer was
-//     lost can still be revoked; a refused or failed attempt revokes its
-//     lease (in the background, not on the caller's time).
-//   - Refresh: one keepalive of the lease (one round trip) when the TTL is
-//     unchanged; a new TTL moves the key to a new lease in a transaction
-//     conditioned on the key still holding owner, then revokes the old one.
-//   - Release: one lease revocation, which deletes the key with it (one
-//     round trip).
+//   - Acquire: one transaction "if CreateRevision(key) == 0 then Put(key,
+//     owner, lease)". The lease is a new one, granted first (two round
+//     trips), or, usually, an idle lease this backend kept from an earlier
+//     release or refused attempt, renewed by a keepalive that travels
+//     together with the transaction (one round trip, two requests, one
+//     write through Raft). Lease IDs are chosen here, so that a grant whose
+//     answer was lost can still be revoked.
+//   - A key this backend found held within the last second is read first
+//     (a linearizable read, no Raft write); while it is still held the
+//     attempt ends there, so polling a held key costs one read.
+//   - Refresh: a keepalive of the lease, and a read of the key in the same
+//     round trip to confirm that it still holds owner on that lease. A TTL
+//     that needs a lease of another length moves the key to a new lease in
+//     a transaction conditioned on owner and lease (two round trips).
+//   - Release: one transaction "if Value(key) == owner and Lease(key) ==
+//     lease then Delete(key)" (one round trip). The lease, which then
+//     carries nothing, is kept for the next acquisition.
 //
 // Every lock has its own lease. One lease shared by the locks of a process
-// (etcd's concurrency.Session) would cost one round trip less per acquire,
-// but then locks would live and die together: refreshing one would keep the
-// others alive, so a lock its holder stopped refreshing would not free
-// itself after its TTL, and no lock could have a TTL of its own.
-//
-// Refresh and Release act on the lease alone, without checking the key,
-// because of one invariant: a key is attached only to its owner's lease,
-// and only dlock writes under KeyPrefix. So a lease of ours that still
-// exists still carries our key, and revoking it can only delete our key; a
-// lease that expired took our key with it, and a new holder's key sits on
-// the new holder's lease. A key written under KeyPrefix by anything other
-// than dlock breaks that invariant. For a lock it did not acquire itself (the
-// clean-up after an ambiguous acquisition) a backend reads the key first.
+// (etcd's concurrency.Session) would make acquisition one round trip
+// cheaper, but then locks would live and die together: refreshing one would
+// keep the others alive, so a lock its holder stopped refreshing would not
+// free itself after its TTL, and locks could not have TTLs of their own.
+// Idle leases are private to one backend, never carry a key, are used for
+// one lock at a time, and are revoked after two idle seconds, when more than
+// 16 pile up, and by Close. No lease is left behind by a failed attempt: an
+// attempt whose outcome is unknown revokes its lease, which deletes the key
+// with it only if the key is attached to it, that is, only if it is ours.
 //
 // # What etcd guarantees
 //
@@ -58,8 +61,14 @@
 // Leases have whole seconds: a TTL is rounded up to the next second, and up
 // to the server's minimum lease TTL (1.5 election timeouts rounded up:
 // 2 s with etcd's default 100 ms heartbeat and 1 s election timeout).
-// [lock.Lock.TTL] reports what the server granted. A lease expires up to
-// about half a second after its TTL (the leader checks periodically).
+// [lock.Lock.TTL] reports what the server granted, and later refreshes ask
+// for at least that minimum. A lease expires up to about half a second after
+// its TTL (the leader checks periodically).
+//
+// Only dlock may write under KeyPrefix: a key deleted or overwritten by
+// anything else is seen as lost (the loss watch fires, Refresh and Release
+// report the lock not held), but the lease it was on is only revoked at the
+// next Refresh or Release.
 //
 // # What it does not guarantee
 //

@@ -92,15 +92,16 @@ func newBackend(client *clientv3.Client, opts *Options) (*backend, error) {
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &backend{
-		c:       client,
-		lc:      clientv3.RetryLeaseClient(client),
-		prefix:  o.KeyPrefix,
-		cleanup: cleanup,
-		life:    life,
-		stop:    stop,
-		held:    make(map[string]*held),
-		sweepAt: minSweep,
-		sem:     make(chan struct{}, maxBackgroundRevokes),
+		c:         client,
+		lc:        clientv3.RetryLeaseClient(client),
+		prefix:    o.KeyPrefix,
+		cleanup:   cleanup,
+		life:      life,
+		stop:      stop,
+		held:      make(map[string]*held),
+		contended: make(map[string]time.Time),
+		sweepAt:   minSweep,
+		sem:       make(chan struct{}, maxBackgroundRevokes),
 	}, nil
 }
 
@@ -126,7 +127,10 @@ type backend struct {
 	wg      sync.WaitGroup   // watchers and background revocations
 	sem     chan struct{}    // slots for background revocations
 	spares  []spare          // idle leases of ours, carrying no key
-	janitor *time.Timer      // revokes idle spares; nil when none is armed
+	// contended remembers keys recently found held, by full key: the
+	// next attempt on one reads the key before writing anything.
+	contended map[string]time.Time
+	janitor   *time.Timer // revokes idle spares; nil when none is armed
 }
 
 // spare is an idle lease of ours that carries no key: left by a refused
@@ -168,7 +172,47 @@ const (
 	spareMargin = 500 * time.Millisecond
 	// spareIdle is how long a spare may stay unused before it is revoked.
 	spareIdle = 2 * time.Second
+	// contendedFor is how long a key found held makes the next attempts
+	// read it first; maxContended bounds how many keys are remembered.
+	contendedFor = time.Second
+	maxContended = 1024
 )
+
+// markContended remembers that k was found held at now.
+func (b *backend) markContended(k string, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.contended) >= maxContended {
+		for ck, at := range b.contended {
+			if now.Sub(at) > contendedFor {
+				delete(b.contended, ck)
+			}
+		}
+		if len(b.contended) >= maxContended {
+			clear(b.contended)
+		}
+	}
+	b.contended[k] = now
+}
+
+// wasContended reports whether k was found held within contendedFor of now,
+// and forgets it when not.
+func (b *backend) wasContended(k string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	at, ok := b.contended[k]
+	if ok && now.Sub(at) > contendedFor {
+		delete(b.contended, k)
+		ok = false
+	}
+	return ok
+}
+
+func (b *backend) notContended(k string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.contended, k)
+}
 
 var (
 	_ driver.Backend      = (*backend)(nil)

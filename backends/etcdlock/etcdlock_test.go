@@ -67,6 +67,10 @@ func TestRoundTrips(t *testing.T) {
 		t.Fatalf("second acquire: %v", err)
 	}
 	refused := counter.take()
+	if _, err := l.Acquire(ctx, key, 3*time.Second); !errors.Is(err, lock.ErrLockNotAcquired) {
+		t.Fatalf("third acquire: %v", err)
+	}
+	polled := counter.take()
 	if err := lk.Refresh(ctx, 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +83,7 @@ func TestRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	rel := counter.take()
-	lk, err = l.Acquire(ctx, key, 3*time.Second) // on the refused attempt's lease
+	lk, err = l.Acquire(ctx, randomKey(t), 3*time.Second) // on a spare lease
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,8 +92,9 @@ func TestRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	counter.take()
-	t.Logf("RPCs: acquire on a new lease %v; refused acquire %v; acquire on a spare lease %v (pipelined); "+
-		"refresh %v (pipelined); refresh with a new TTL %v; release %v", cold, refused, warm, ref, refNew, rel)
+	t.Logf("RPCs: acquire on a new lease %v; refused acquire %v; acquire of a key just found held %v; "+
+		"acquire on a spare lease %v (pipelined); refresh %v (pipelined); refresh with a new TTL %v; release %v",
+		cold, refused, polled, warm, ref, refNew, rel)
 	for _, tc := range []struct {
 		name string
 		got  map[string]int
@@ -97,6 +102,7 @@ func TestRoundTrips(t *testing.T) {
 	}{
 		{"acquire on a new lease", cold, map[string]int{"LeaseGrant": 1, "Txn": 1}},
 		{"refused acquire", refused, map[string]int{"LeaseGrant": 1, "Txn": 1}},
+		{"acquire of a key just found held", polled, map[string]int{"Range": 1}},
 		{"acquire on a spare lease", warm, map[string]int{"LeaseKeepAlive": 1, "Txn": 1}},
 		{"refresh", ref, map[string]int{"LeaseKeepAlive": 1, "Range": 1}},
 		{"refresh with a new TTL", refNew, map[string]int{"LeaseGrant": 1, "Txn": 1}},

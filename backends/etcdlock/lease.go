@@ -18,10 +18,25 @@ import (
 // round trip), or a new one granted first (two round trips). The fencing
 // token is the revision of the transaction, which is the key's create
 // revision. A refused attempt keeps its lease as a spare.
+//
+// A key this backend found held within the last second is read first (a
+// linearizable read: no write through Raft); while it is still held the
+// attempt ends there, so that polling a held key costs one read.
 func (b *backend) TryAcquire(ctx context.Context, key, owner string, ttl time.Duration) (driver.Grant, bool, error) {
 	k := b.prefix + key
 	want := b.leaseSeconds(ttl)
 	start := time.Now()
+	if b.wasContended(k, start) {
+		resp, err := b.c.Get(ctx, k, clientv3.WithCountOnly())
+		if err != nil {
+			return driver.Grant{}, false, storeErr(ctx, "acquire", err)
+		}
+		if resp.Count > 0 {
+			b.markContended(k, time.Now())
+			return driver.Grant{}, false, nil
+		}
+		b.notContended(k)
+	}
 	if sp, ok := b.takeSpare(want, start); ok {
 		g, ok, err, retry := b.acquireOnSpare(ctx, k, owner, sp, start)
 		if !retry {
@@ -44,6 +59,7 @@ func (b *backend) TryAcquire(ctx context.Context, key, owner string, ttl time.Du
 	}
 	deadline := start.Add(seconds(granted))
 	if !resp.Succeeded {
+		b.markContended(k, time.Now())
 		b.putSpare(id, granted, deadline)
 		return driver.Grant{}, false, nil
 	}
@@ -89,6 +105,7 @@ func (b *backend) acquireOnSpare(ctx context.Context, k, owner string, sp spare,
 	}
 	deadline := start.Add(seconds(got))
 	if !resp.Succeeded {
+		b.markContended(k, time.Now())
 		b.putSpare(sp.id, got, deadline)
 		return driver.Grant{}, false, nil, false
 	}
