@@ -53,8 +53,9 @@
 //
 // Leases are expired by the leader, by the leader's clock: when it expires
 // a lease it deletes the key, and watchers (and [lock.Hold]) learn of it at
-// once. A new leader extends every lease by about an election timeout, so a
-// lock may outlive its TTL across a leader change, never the other way.
+// once. A new leader restarts every lease's countdown from its full TTL
+// (plus an election timeout): across a leader change, a lock that a dead
+// holder left behind can outlive its TTL, never the other way.
 //
 // # TTLs
 //
