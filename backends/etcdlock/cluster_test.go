@@ -93,6 +93,9 @@ func startPrivateCluster(t *testing.T) *privateCluster {
 				"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 				"--initial-cluster", initial, "--initial-cluster-token", "dlock-private-" + filepath.Base(dir),
 				"--initial-cluster-state", "new",
+				// Pre-vote (the default from etcd 3.5) keeps a restarted
+				// member from deposing a healthy leader.
+				"--pre-vote",
 				"--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"},
 		}
 		pc.members = append(pc.members, m)
@@ -171,23 +174,60 @@ func (pc *privateCluster) waitHealthy(c *clientv3.Client, m *member) {
 	})
 }
 
-// leader returns the member that is the Raft leader.
-func (pc *privateCluster) leader(c *clientv3.Client) *member {
+// stableLeader waits until all members answer, agree on the leader and
+// term, and have applied the same log index (the restarted one caught up),
+// and returns the leader and its term.
+func (pc *privateCluster) stableLeader(c *clientv3.Client) (*member, uint64) {
 	pc.t.Helper()
 	var l *member
-	eventually(pc.t, 30*time.Second, "a leader", func() bool {
-		for _, m := range pc.members {
+	var term uint64
+	eventually(pc.t, 30*time.Second, "a stable leader", func() bool {
+		l, term = nil, 0
+		var leaderID uint64
+		var index uint64
+		for i, m := range pc.members {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			s, err := c.Status(ctx, m.endpoint)
 			cancel()
-			if err == nil && s.Leader != 0 && s.Leader == s.Header.MemberId {
+			if err != nil || s.Leader == 0 {
+				return false
+			}
+			if i == 0 {
+				leaderID, term, index = s.Leader, s.RaftTerm, s.RaftAppliedIndex
+			}
+			if s.Leader != leaderID || s.RaftTerm != term || diff(s.RaftAppliedIndex, index) > 100 {
+				return false
+			}
+			if s.Header.MemberId == s.Leader {
 				l = m
-				return true
 			}
 		}
-		return false
+		return l != nil
 	})
-	return l
+	return l, term
+}
+
+func diff(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+// term returns the Raft term as seen by any live member, 0 if none answers.
+func (pc *privateCluster) term(c *clientv3.Client, except *member) uint64 {
+	for _, m := range pc.members {
+		if m == except {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		s, err := c.Status(ctx, m.endpoint)
+		cancel()
+		if err == nil {
+			return s.RaftTerm
+		}
+	}
+	return 0
 }
 
 // prober acquires and releases keys of its own in a loop and records when
@@ -202,7 +242,10 @@ type prober struct {
 
 func (p *prober) run(ctx context.Context, l lock.Locker, prefix string) {
 	for i := 0; ctx.Err() == nil; i++ {
-		actx, cancel := context.WithTimeout(ctx, time.Second)
+		// A short timeout per attempt: an attempt stuck on a request
+		// the dead leader will never answer would otherwise hide the
+		// moment a new leader can serve.
+		actx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
 		lk, err := l.Acquire(actx, fmt.Sprint(prefix, "/", i), 5*time.Second)
 		cancel()
 		if err != nil {
@@ -340,11 +383,14 @@ func TestCluster_LeaderKill(t *testing.T) {
 	for i := range kills {
 		settled := time.Now()
 		eventually(t, 30*time.Second, "probe acquisitions before the kill", func() bool { return p.successesAfter(settled) >= 20 })
-		victim := pc.leader(admin)
+		victim, term := pc.stableLeader(admin)
 		p.errors()
 		killedAt := time.Now()
 		victim.kill()
 		eventually(t, 30*time.Second, "an acquisition after the leader kill", func() bool { return p.successesAfter(killedAt) > 0 })
+		if now := pc.term(admin, victim); now <= term {
+			t.Fatalf("kill %d: term %d after killing the leader of term %d: no election", i+1, now, term)
+		}
 		w := p.gapAround(killedAt)
 		windows = append(windows, w)
 		t.Logf("kill %d: leader %s killed; no acquisition for %v; probe errors meanwhile: %v", i+1, victim.name, w.Round(time.Millisecond), p.errors())

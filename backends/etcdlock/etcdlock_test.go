@@ -564,3 +564,34 @@ func TestPing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHold_LossIsPushed checks that lock.Hold's context ends as soon as
+// the key is deleted behind the holder's back, long before the next
+// refresh would notice.
+func TestHold_LossIsPushed(t *testing.T) {
+	c := newClient(t, testenv.Etcd, nil)
+	l := newLocker(t, c)
+	ctx := ctxT(t)
+	key := randomKey(t)
+	lk, err := l.Acquire(ctx, key, 30*time.Second) // next refresh in 10s
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, stop := lock.Hold(ctx, lk, nil)
+	defer stop()
+	// Deleting before the watch is in place is seen too: the watcher
+	// reads the key first.
+	if _, err := c.Delete(ctx, etcdlock.DefaultKeyPrefix+key); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	select {
+	case <-held.Done():
+		if !errors.Is(context.Cause(held), lock.ErrLockNotHeld) {
+			t.Errorf("cause %v, want ErrLockNotHeld", context.Cause(held))
+		}
+		t.Logf("Hold's context ended %v after the delete: %v", time.Since(start).Round(time.Millisecond), context.Cause(held))
+	case <-time.After(5 * time.Second):
+		t.Fatal("Hold's context still live 5s after the key was deleted")
+	}
+}

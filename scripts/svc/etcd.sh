@@ -34,7 +34,7 @@ etcd_member_start() {
 		--listen-peer-urls "http://127.0.0.1:$pport"
 		--initial-advertise-peer-urls "http://127.0.0.1:$pport"
 		--initial-cluster "$initial" --initial-cluster-token "$token"
-		--initial-cluster-state "$state"
+		--initial-cluster-state "$state" --pre-vote
 		--logger zap --log-level warn --log-outputs stderr)
 	printf '%q ' "${cmd[@]}" >"$dir.cmd"
 	nohup "${cmd[@]}" >>"$dir.log" 2>&1 </dev/null &
