@@ -55,6 +55,8 @@ type Lock interface {
 // or refresh plus the TTL granted then. [Hold] uses it. Locks made by [New]
 // implement it; wrappers should forward it.
 type Expirer interface {
+	// Expiry returns the local time at which the store's promise runs
+	// out, on this process's monotonic clock.
 	Expiry() time.Time
 }
 
