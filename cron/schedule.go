@@ -12,6 +12,8 @@ import (
 // t. Every replica must compute the same ticks from the same spec, so ticks
 // are absolute times, never relative to when a process started.
 type Schedule interface {
+	// Next returns the first tick strictly after t, or the zero time when
+	// there is none.
 	Next(t time.Time) time.Time
 }
 
