@@ -70,3 +70,15 @@ type LossNotifier interface {
 	// stops when ctx ends.
 	NotifyLoss(ctx context.Context) <-chan struct{}
 }
+
+// Waiter is implemented by Lockers that can block until a held key looks
+// free instead of being polled; package retry uses it to wait for a release.
+// Lockers made by [New] implement it and return an error wrapping
+// [errors.ErrUnsupported] when their store cannot wait (see the lock/driver
+// package's Waiter); wrappers should forward it.
+type Waiter interface {
+	// WaitFree blocks until key looks free, ctx ends, or the store gives up
+	// early: a nil error only means "try to acquire now", and the attempt
+	// may still lose the race. It acquires nothing.
+	WaitFree(ctx context.Context, key string) error
+}

@@ -60,6 +60,7 @@ func New(b driver.Backend, opts *Options) (Locker, error) {
 		l.suffix = ":" + o.Identity
 	}
 	l.loss, _ = b.(driver.LossNotifier)
+	l.waiter, _ = b.(driver.Waiter)
 	return l, nil
 }
 
@@ -79,6 +80,7 @@ type locker struct {
 	opts   Options
 	suffix string // ":" + identity, or ""
 	loss   driver.LossNotifier
+	waiter driver.Waiter
 
 	closed atomic.Bool
 	mu     sync.Mutex     // orders wg.Add against Close's Wait
@@ -86,7 +88,10 @@ type locker struct {
 	wg     sync.WaitGroup // background clean-ups
 }
 
-var _ Locker = (*locker)(nil)
+var (
+	_ Locker = (*locker)(nil)
+	_ Waiter = (*locker)(nil)
+)
 
 func (l *locker) newOwner() string {
 	var raw [ownerHexLen / 2]byte
@@ -147,6 +152,23 @@ func (l *locker) cleanup(key, owner string) {
 		defer cancel()
 		_, _ = l.b.Release(ctx, key, owner) // best effort: the TTL frees it otherwise
 	}()
+}
+
+// WaitFree implements [Waiter] by forwarding to the store's driver.Waiter.
+func (l *locker) WaitFree(ctx context.Context, key string) error {
+	if err := ValidateKey(key); err != nil {
+		return opError("wait", key, err)
+	}
+	if l.closed.Load() {
+		return opError("wait", key, ErrClosed)
+	}
+	if l.waiter == nil {
+		return opError("wait", key, errors.ErrUnsupported)
+	}
+	if err := l.waiter.WaitFree(ctx, key); err != nil {
+		return opError("wait", key, err)
+	}
+	return nil
 }
 
 func (l *locker) Ping(ctx context.Context) error {
