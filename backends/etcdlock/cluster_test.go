@@ -231,20 +231,23 @@ func (pc *privateCluster) term(c *clientv3.Client, except *member) uint64 {
 }
 
 // prober acquires and releases keys of its own in a loop and records when
-// each acquisition succeeded. Every attempt uses a new key, so that a lock
-// whose release failed in the kill does not hold up the next attempt: what
-// it measures is the store's unavailability, not a TTL.
+// each successful attempt started and ended. Every attempt uses a new key,
+// so that a lock whose release failed in the kill does not hold up the next
+// attempt: what it measures is the store's unavailability, not a TTL.
 type prober struct {
-	mu    sync.Mutex
-	times []time.Time
-	errs  map[string]int // distinct errors since the last errors() call
+	mu   sync.Mutex
+	ok   []attempt
+	errs map[string]int // distinct errors since the last errors() call
 }
+
+type attempt struct{ start, end time.Time }
 
 func (p *prober) run(ctx context.Context, l lock.Locker, prefix string) {
 	for i := 0; ctx.Err() == nil; i++ {
 		// A short timeout per attempt: an attempt stuck on a request
 		// the dead leader will never answer would otherwise hide the
 		// moment a new leader can serve.
+		start := time.Now()
 		actx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
 		lk, err := l.Acquire(actx, fmt.Sprint(prefix, "/", i), 5*time.Second)
 		cancel()
@@ -259,7 +262,7 @@ func (p *prober) run(ctx context.Context, l lock.Locker, prefix string) {
 			continue
 		}
 		p.mu.Lock()
-		p.times = append(p.times, time.Now())
+		p.ok = append(p.ok, attempt{start, time.Now()})
 		p.mu.Unlock()
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		_ = lk.Release(rctx)
@@ -276,24 +279,30 @@ func (p *prober) errors() map[string]int {
 	return e
 }
 
-// successesAfter returns the number of acquisitions after t0.
+// firstStartedAfter returns when the first successful attempt that started
+// at or after t0 ended, and whether there is one.
+func (p *prober) firstStartedAfter(t0 time.Time) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, a := range p.ok {
+		if !a.start.Before(t0) {
+			return a.end, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// successesAfter returns the number of successful attempts started after t0.
 func (p *prober) successesAfter(t0 time.Time) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	i, _ := slices.BinarySearchFunc(p.times, t0, func(a, b time.Time) int { return a.Compare(b) })
-	return len(p.times) - i
-}
-
-// gapAround returns the time between the last acquisition before t0 and
-// the first after it: how long acquisition was impossible.
-func (p *prober) gapAround(t0 time.Time) time.Duration {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	i, _ := slices.BinarySearchFunc(p.times, t0, func(a, b time.Time) int { return a.Compare(b) })
-	if i == 0 || i == len(p.times) {
-		return -1
+	n := 0
+	for _, a := range p.ok {
+		if !a.start.Before(t0) {
+			n++
+		}
 	}
-	return p.times[i].Sub(p.times[i-1])
+	return n
 }
 
 // TestCluster_LeaderKill runs the conformance stress workload (8
@@ -385,13 +394,18 @@ func TestCluster_LeaderKill(t *testing.T) {
 		eventually(t, 30*time.Second, "probe acquisitions before the kill", func() bool { return p.successesAfter(settled) >= 20 })
 		victim, term := pc.stableLeader(admin)
 		p.errors()
+		victim.kill() // SIGKILL, and the process is gone when kill returns
 		killedAt := time.Now()
-		victim.kill()
-		eventually(t, 30*time.Second, "an acquisition after the leader kill", func() bool { return p.successesAfter(killedAt) > 0 })
+		var back time.Time
+		eventually(t, 30*time.Second, "an acquisition after the leader kill", func() bool {
+			var ok bool
+			back, ok = p.firstStartedAfter(killedAt)
+			return ok
+		})
 		if now := pc.term(admin, victim); now <= term {
 			t.Fatalf("kill %d: term %d after killing the leader of term %d: no election", i+1, now, term)
 		}
-		w := p.gapAround(killedAt)
+		w := back.Sub(killedAt)
 		windows = append(windows, w)
 		t.Logf("kill %d: leader %s killed; no acquisition for %v; probe errors meanwhile: %v", i+1, victim.name, w.Round(time.Millisecond), p.errors())
 		victim.start(t)
