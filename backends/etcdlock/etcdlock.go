@@ -37,8 +37,9 @@ type Options struct {
 	// under it. Default: [DefaultKeyPrefix].
 	KeyPrefix string
 	// Lock configures the Locker that [New] builds (identity, clean-up
-	// timeout). Its CleanupTimeout also bounds the background revocation
-	// of leases left by failed attempts.
+	// timeout). Its CleanupTimeout also bounds each revocation of a lease
+	// the backend no longer needs, including those Close makes of its
+	// idle leases.
 	Lock lock.Options
 }
 

@@ -92,16 +92,23 @@ func (b *backend) acquireOnSpare(ctx context.Context, k, owner string, sp spare,
 	case terr != nil:
 		b.revokeLater(sp.id) // deletes the key if the put was applied
 		return driver.Grant{}, false, storeErr(ctx, "acquire", terr), false
+	case !resp.Succeeded && (kerr != nil || got == 0):
+		// Refused; the lease's state is unknown or it is gone.
+		b.markContended(k, time.Now())
+		if kerr != nil {
+			b.revokeLater(sp.id)
+		}
+		return driver.Grant{}, false, nil, false
 	case kerr != nil:
 		// The outcome of the transaction is known, the lease's is not:
 		// give the lease up, and the key with it if we took it.
 		b.revokeLater(sp.id)
 		return driver.Grant{}, false, kerr, false
-	case got == 0 && resp.Succeeded:
-		// The lease expired just after the put: etcd deleted the key.
-		return driver.Grant{}, false, nil, true
 	case got == 0:
-		return driver.Grant{}, false, nil, false
+		// The lease expired just after the put, and etcd deleted the
+		// key with it (a keepalive reports a lease gone only once its
+		// revocation is applied).
+		return driver.Grant{}, false, nil, true
 	}
 	deadline := start.Add(seconds(got))
 	if !resp.Succeeded {
