@@ -325,14 +325,22 @@ func TestCluster_LeaderKill(t *testing.T) {
 		kills      = 5
 		ttl        = 5 * time.Second
 	)
+	// The workload's Lockers and clients are closed before the suite runs.
+	var closers []func() error
+	defer func() {
+		for _, c := range closers {
+			_ = c()
+		}
+	}()
 	ls := make([]lock.Locker, lockers)
 	for i := range ls {
-		l, err := etcdlock.New(pc.client(t), nil)
+		c := pc.client(t)
+		l, err := etcdlock.New(c, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer l.Close()
 		ls[i] = l
+		closers = append(closers, l.Close, c.Close)
 	}
 	keys := make([]string, nkeys)
 	for i := range keys {
@@ -380,11 +388,12 @@ func TestCluster_LeaderKill(t *testing.T) {
 			}
 		})
 	}
-	probeLocker, err := etcdlock.New(pc.client(t), nil)
+	probeClient := pc.client(t)
+	probeLocker, err := etcdlock.New(probeClient, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer probeLocker.Close()
+	closers = append(closers, probeLocker.Close, probeClient.Close)
 	p := &prober{}
 	wg.Go(func() { p.run(ctx, probeLocker, randomKey(t)) })
 
@@ -413,6 +422,10 @@ func TestCluster_LeaderKill(t *testing.T) {
 	}
 	stop()
 	wg.Wait()
+	for _, c := range closers {
+		_ = c()
+	}
+	closers = nil
 
 	for _, pr := range checker.Problems() {
 		t.Error(pr)
