@@ -331,10 +331,12 @@ func (h *handle) Release(ctx context.Context) error {
 		return opError("release", h.key, err)
 	}
 	h.mu.Lock()
-	wasGone := h.gone
 	h.gone = true
 	h.mu.Unlock()
-	if !ok || wasGone {
+	// The store's answer decides: of concurrent Releases exactly one gets
+	// ok, and it must succeed even when another's refusal, answered
+	// later but faster, marked the handle gone first.
+	if !ok {
 		return opError("release", h.key, ErrLockNotHeld)
 	}
 	return nil
