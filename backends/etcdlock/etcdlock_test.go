@@ -474,22 +474,35 @@ func TestNotifyLoss(t *testing.T) {
 
 func TestNotifyLoss_StopsWithCtx(t *testing.T) {
 	c := newClient(t, testenv.Etcd, nil)
-	l := newLocker(t, c)
+	l, err := etcdlock.New(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := ctxT(t)
 	lk, err := l.Acquire(ctx, randomKey(t), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	lost := lk.(lock.LossNotifier).NotifyLoss(wctx)
+	if lk.(lock.LossNotifier).NotifyLoss(wctx) == nil {
+		t.Fatal("NotifyLoss returned nil")
+	}
 	cancel()
 	if err := lk.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The watcher is gone: leakcheck in TestMain would catch it otherwise,
-	// and the channel is not closed by a release seen after ctx ended
-	// (it may be, if the release raced the cancel; both are allowed).
-	_ = lost
+	// Close waits for the backend's watchers: it returns only if the
+	// watcher stopped with its context.
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close still waiting for the watcher 10s after its context ended")
+	}
 }
 
 func TestWaitFree(t *testing.T) {
