@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -115,18 +116,31 @@ type Locker struct {
 	key    KeyAttribute
 	tracer trace.Tracer
 	start  []trace.SpanStartOption
+	store  []attribute.KeyValue // dlock.store, or nothing
 
-	acqDur   metric.Float64Histogram
-	acqs     metric.Int64Counter
-	holdDur  metric.Float64Histogram
-	held     metric.Int64UpDownCounter
-	lost     metric.Int64Counter
-	storeSet metric.MeasurementOption
+	acqDur  metric.Float64Histogram
+	acqs    metric.Int64Counter
+	holdDur metric.Float64Histogram
+	held    metric.Int64UpDownCounter
+	lost    metric.Int64Counter
 
-	// Precomputed attribute sets, by outcome.
-	acqOK, acqBusy metric.MeasurementOption
-	acqErr         [nClasses]metric.MeasurementOption
-	holdEnded      [nEnds]metric.MeasurementOption
+	// Precomputed attribute sets, by outcome, as ready-made option slices
+	// so that recording allocates nothing.
+	storeOnly      mopts
+	acqOK, acqBusy mopts
+	acqErr         [nClasses]mopts
+	holdEnded      [nEnds]mopts
+}
+
+// mopts is one attribute set as options of Add and of Record.
+type mopts struct {
+	add []metric.AddOption
+	rec []metric.RecordOption
+}
+
+func newMopts(set attribute.Set) mopts {
+	o := metric.WithAttributeSet(set)
+	return mopts{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
 }
 
 var (
@@ -152,18 +166,16 @@ func Wrap(l lock.Locker, opts *Options) *Locker {
 		o.MeterProvider = otel.GetMeterProvider()
 	}
 	w := &Locker{l: l, key: o.Key, tracer: o.TracerProvider.Tracer(ScopeName)}
-	var base []attribute.KeyValue
 	if o.Store != "" {
-		base = append(base, attrStore.String(o.Store))
+		w.store = []attribute.KeyValue{attrStore.String(o.Store)}
 	}
+	// Attributes are set once a span is known to record, never through
+	// start options, which would copy them for unsampled spans too.
 	w.start = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
-	if len(base) > 0 {
-		w.start = append(w.start, trace.WithAttributes(base...))
+	set := func(kv ...attribute.KeyValue) mopts {
+		return newMopts(attribute.NewSet(append(slices.Clip(w.store), kv...)...))
 	}
-	set := func(kv ...attribute.KeyValue) metric.MeasurementOption {
-		return metric.WithAttributeSet(attribute.NewSet(append(append([]attribute.KeyValue(nil), base...), kv...)...))
-	}
-	w.storeSet = set()
+	w.storeOnly = set()
 	w.acqOK = set(attrOutcome.String("acquired"))
 	w.acqBusy = set(attrOutcome.String("contended"))
 	for c := range nClasses {
@@ -216,16 +228,31 @@ func (w *Locker) keyAttr(key string) (attribute.KeyValue, bool) {
 	return attrKeyHash.String(hex.EncodeToString(sum[:8])), true
 }
 
-// errStatus sets span's status for err, keeping the key out of the
-// message unless the policy shows keys.
-func (w *Locker) errStatus(span trace.Span, key string, err error) {
-	c := classify(err)
-	msg := err.Error()
-	if w.key != KeyRaw {
-		msg = redact(msg, key)
+// spanAttrs starts the attributes of a recording span: the store's, and
+// the key's when ok.
+func (w *Locker) spanAttrs(ka attribute.KeyValue, ok bool) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 6)
+	attrs = append(attrs, w.store...)
+	if ok {
+		attrs = append(attrs, ka)
 	}
-	span.SetAttributes(attrOutcome.String("error"), attrErrorType.String(classNames[c]))
-	span.SetStatus(codes.Error, msg)
+	return attrs
+}
+
+// finish sets attrs on a recording span and, for a non-nil err, the error
+// attributes and status, keeping the key out of the message unless the
+// policy shows keys. It ends span.
+func (w *Locker) finish(span trace.Span, key string, attrs []attribute.KeyValue, err error) {
+	if err != nil {
+		attrs = append(attrs, attrOutcome.String("error"), attrErrorType.String(classNames[classify(err)]))
+		msg := err.Error()
+		if w.key != KeyRaw {
+			msg = redact(msg, key)
+		}
+		span.SetStatus(codes.Error, msg)
+	}
+	span.SetAttributes(attrs...)
+	span.End()
 }
 
 // redact replaces key in msg, quoted as package lock quotes keys in its
@@ -245,40 +272,38 @@ func redact(msg, key string) string {
 // acquisition metrics.
 func (w *Locker) Acquire(ctx context.Context, key string, ttl time.Duration) (lock.Lock, error) {
 	ctx, span := w.tracer.Start(ctx, "dlock.acquire", w.start...)
-	rec := span.IsRecording()
-	var ka attribute.KeyValue
-	var hasKA bool
-	if rec {
-		if ka, hasKA = w.keyAttr(key); hasKA {
-			span.SetAttributes(ka)
-		}
-	}
 	start := time.Now()
 	lk, err := w.l.Acquire(ctx, key, ttl)
 	end := time.Now()
-	dur := end.Sub(start).Seconds()
-	var mo metric.MeasurementOption
+	var mo *mopts
 	switch {
 	case err == nil:
-		mo = w.acqOK
-		if rec {
-			span.SetAttributes(attrOutcome.String("acquired"), attrToken.Int64(int64(lk.Token())))
-		}
+		mo = &w.acqOK
 	case errors.Is(err, lock.ErrLockNotAcquired):
-		mo = w.acqBusy
-		if rec {
-			span.SetAttributes(attrOutcome.String("contended"))
-		}
+		mo = &w.acqBusy
 	default:
-		mo = w.acqErr[classify(err)]
-		if rec {
-			w.errStatus(span, key, err)
-		}
+		mo = &w.acqErr[classify(err)]
 	}
-	w.acqDur.Record(ctx, dur, mo)
-	w.acqs.Add(ctx, 1, mo)
-	if err != nil {
+	w.acqDur.Record(ctx, end.Sub(start).Seconds(), mo.rec...)
+	w.acqs.Add(ctx, 1, mo.add...)
+	var ka attribute.KeyValue
+	var hasKA bool
+	if span.IsRecording() {
+		ka, hasKA = w.keyAttr(key)
+		attrs := w.spanAttrs(ka, hasKA)
+		spanErr := err
+		switch {
+		case err == nil:
+			attrs = append(attrs, attrOutcome.String("acquired"), attrToken.Int64(int64(lk.Token())))
+		case mo == &w.acqBusy:
+			attrs = append(attrs, attrOutcome.String("contended"))
+			spanErr = nil // contention is not an error
+		}
+		w.finish(span, key, attrs, spanErr)
+	} else {
 		span.End()
+	}
+	if err != nil {
 		return nil, err
 	}
 	h := &handle{w: w, lk: lk, keyAttr: ka, hasKeyAttr: hasKA, acquired: end}
@@ -287,8 +312,7 @@ func (w *Locker) Acquire(ctx context.Context, key string, ttl time.Duration) (lo
 	if h.exp == nil {
 		h.expiry = start.Add(lk.TTL())
 	}
-	w.held.Add(ctx, 1, w.storeSet)
-	span.End()
+	w.held.Add(ctx, 1, w.storeOnly.add...)
 	return h, nil
 }
 
@@ -352,21 +376,19 @@ func (h *handle) NotifyLoss(ctx context.Context) <-chan struct{} {
 	return h.loss.NotifyLoss(ctx)
 }
 
-func (h *handle) startSpan(ctx context.Context, name string) (context.Context, trace.Span, bool) {
-	ctx, span := h.w.tracer.Start(ctx, name, h.w.start...)
-	rec := span.IsRecording()
-	if rec {
-		ka, ok := h.keyAttr, h.hasKeyAttr
-		if !ok {
-			ka, ok = h.w.keyAttr(h.lk.Key())
-		}
-		if ok {
-			span.SetAttributes(ka, attrToken.Int64(int64(h.lk.Token())))
-		} else {
-			span.SetAttributes(attrToken.Int64(int64(h.lk.Token())))
-		}
+// endSpan ends a recording span of h's with the key and token attributes,
+// then kv, and err's status.
+func (h *handle) endSpan(span trace.Span, err error, kv ...attribute.KeyValue) {
+	if !span.IsRecording() {
+		span.End()
+		return
 	}
-	return ctx, span, rec
+	ka, ok := h.keyAttr, h.hasKeyAttr
+	if !ok {
+		ka, ok = h.w.keyAttr(h.lk.Key())
+	}
+	attrs := append(h.w.spanAttrs(ka, ok), attrToken.Int64(int64(h.lk.Token())))
+	h.w.finish(span, h.lk.Key(), append(attrs, kv...), err)
 }
 
 // end ends the hold once: the first call counts.
@@ -375,17 +397,16 @@ func (h *handle) end(ctx context.Context, how holdEnd) {
 		return
 	}
 	w := h.w
-	w.held.Add(ctx, -1, w.storeSet)
-	w.holdDur.Record(ctx, time.Since(h.acquired).Seconds(), w.holdEnded[how])
+	w.held.Add(ctx, -1, w.storeOnly.add...)
+	w.holdDur.Record(ctx, time.Since(h.acquired).Seconds(), w.holdEnded[how].rec...)
 	if how == endLost {
-		w.lost.Add(ctx, 1, w.storeSet)
+		w.lost.Add(ctx, 1, w.storeOnly.add...)
 	}
 }
 
 // Refresh implements [lock.Lock] with a dlock.refresh span.
 func (h *handle) Refresh(ctx context.Context, ttl time.Duration) error {
-	ctx, span, rec := h.startSpan(ctx, "dlock.refresh")
-	defer span.End()
+	ctx, span := h.w.tracer.Start(ctx, "dlock.refresh", h.w.start...)
 	start := time.Now()
 	err := h.lk.Refresh(ctx, ttl)
 	switch {
@@ -397,18 +418,12 @@ func (h *handle) Refresh(ctx context.Context, ttl time.Duration) error {
 			}
 			h.mu.Unlock()
 		}
-		if rec {
-			span.SetAttributes(attrOutcome.String("refreshed"))
-		}
+		h.endSpan(span, nil, attrOutcome.String("refreshed"))
 	case errors.Is(err, lock.ErrLockNotHeld):
 		h.end(ctx, endLost)
-		if rec {
-			span.SetAttributes(attrOutcome.String("not_held"))
-		}
+		h.endSpan(span, nil, attrOutcome.String("not_held"))
 	default:
-		if rec {
-			h.w.errStatus(span, h.lk.Key(), err)
-		}
+		h.endSpan(span, err)
 	}
 	return err
 }
@@ -416,25 +431,18 @@ func (h *handle) Refresh(ctx context.Context, ttl time.Duration) error {
 // Release implements [lock.Lock] with a dlock.release span; it ends the
 // hold.
 func (h *handle) Release(ctx context.Context) error {
-	ctx, span, rec := h.startSpan(ctx, "dlock.release")
-	defer span.End()
+	ctx, span := h.w.tracer.Start(ctx, "dlock.release", h.w.start...)
 	err := h.lk.Release(ctx)
 	switch {
 	case err == nil:
 		h.end(ctx, endReleased)
-		if rec {
-			span.SetAttributes(attrOutcome.String("released"))
-		}
+		h.endSpan(span, nil, attrOutcome.String("released"))
 	case errors.Is(err, lock.ErrLockNotHeld):
 		h.end(ctx, endLost)
-		if rec {
-			span.SetAttributes(attrOutcome.String("not_held"))
-		}
+		h.endSpan(span, nil, attrOutcome.String("not_held"))
 	default:
 		h.end(ctx, endError)
-		if rec {
-			h.w.errStatus(span, h.lk.Key(), err)
-		}
+		h.endSpan(span, err)
 	}
 	return err
 }
