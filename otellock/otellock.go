@@ -37,7 +37,8 @@ const (
 	// a known user name) can be found by hashing guesses; use KeyNone for
 	// those. The default.
 	KeyHashed KeyAttribute = iota
-	// KeyRaw records dlock.key: the key itself (cut to 256 bytes).
+	// KeyRaw records dlock.key: the key itself, cut to 256 bytes, with
+	// bytes that are not UTF-8 replaced by U+FFFD.
 	KeyRaw
 	// KeyNone records no key.
 	KeyNone
@@ -220,7 +221,9 @@ func (w *Locker) keyAttr(key string) (attribute.KeyValue, bool) {
 		if len(key) > maxKeyAttr {
 			key = key[:maxKeyAttr]
 		}
-		return attrKey.String(key), true
+		// Keys are bytes; exporters need UTF-8 (OTLP drops a batch that
+		// is not).
+		return attrKey.String(strings.ToValidUTF8(key, "\uFFFD")), true
 	case KeyNone:
 		return attribute.KeyValue{}, false
 	}

@@ -458,3 +458,30 @@ func TestWrap_UnderRetryTracesEveryAttemptAndKeepsTheFastPath(t *testing.T) {
 		})
 	})
 }
+
+func TestWrap_RawKeysAreValidUTF8AndBounded(t *testing.T) {
+	tel := newTelemetry(t)
+	inner, _ := memlock.New(nil)
+	w := otellock.Wrap(inner, tel.options("", otellock.KeyRaw))
+	defer w.Close()
+	for _, key := range []string{"a\xffb", "x" + strings.Repeat("é", 300)} {
+		lk, err := w.Acquire(t.Context(), key, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lk.Release(t.Context())
+	}
+	var got []string
+	for _, s := range tel.spans.Ended() {
+		for _, kv := range s.Attributes() {
+			if kv.Key == "dlock.key" {
+				got = append(got, kv.Value.AsString())
+			}
+		}
+	}
+	cut := "x" + strings.Repeat("é", 127) + "\uFFFD" // 256 bytes end inside an é
+	want := []string{"a\uFFFDb", "a\uFFFDb", cut, cut}
+	if !slices.Equal(got, want) {
+		t.Errorf("dlock.key values %q, want %q", got, want)
+	}
+}
