@@ -35,8 +35,10 @@
 //   - dlock.hold.duration (histogram, s): from the return of a successful
 //     Acquire to the end of the hold, by how it ended (dlock.outcome:
 //     released, lost or error).
-//   - dlock.locks.held (up-down counter, {lock}): locks acquired and not
-//     yet ended.
+//   - dlock.locks.held (asynchronous up-down counter, {lock}): locks
+//     acquired and not yet ended, observed at each collection (so holding
+//     costs an atomic add, not two measurements). Lockers with the same
+//     dlock.store add up; a closed Locker stops reporting.
 //   - dlock.locks.lost (counter, {lock}): locks found not held by a
 //     Refresh or Release that expected them.
 //

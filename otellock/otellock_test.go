@@ -485,3 +485,31 @@ func TestWrap_RawKeysAreValidUTF8AndBounded(t *testing.T) {
 		t.Errorf("dlock.key values %q, want %q", got, want)
 	}
 }
+
+func TestWrap_LocksHeldSumsOverLockersUntilClose(t *testing.T) {
+	tel := newTelemetry(t)
+	s, _ := memlock.NewStore(nil)
+	held := func(want int64) {
+		t.Helper()
+		assertMetric(t, tel.metrics(t), metricdata.Metrics{
+			Name: "dlock.locks.held", Description: "Locks acquired and not yet released or lost.", Unit: "{lock}",
+			Data: metricdata.Sum[int64]{Temporality: metricdata.CumulativeTemporality, DataPoints: []metricdata.DataPoint[int64]{
+				point(want, mem),
+			}},
+		})
+	}
+	var ws []*otellock.Locker
+	for range 2 {
+		inner, _ := s.NewLocker(nil)
+		ws = append(ws, otellock.Wrap(inner, tel.options("mem", otellock.KeyNone)))
+	}
+	a, _ := ws[0].Acquire(t.Context(), "a", time.Minute)
+	ws[0].Acquire(t.Context(), "b", time.Minute)
+	ws[1].Acquire(t.Context(), "c", time.Minute)
+	held(3)
+	a.Release(t.Context())
+	held(2)
+	ws[0].Close() // its remaining lock is no longer reported
+	held(1)
+	ws[1].Close()
+}
