@@ -156,6 +156,9 @@ var (
 // Wrap returns a Locker that adds spans and metrics to l. It panics when l
 // is nil. Instruments the meter provider refuses (it should not, for these
 // names) are reported to otel.Handle and replaced by no-op ones.
+//
+// The meter provider keeps the Locker's dlock.locks.held callback until
+// [Locker.Close]: close every wrapped Locker you stop using.
 func Wrap(l lock.Locker, opts *Options) *Locker {
 	if l == nil {
 		panic("otellock: Wrap of a nil Locker")
