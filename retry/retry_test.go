@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -527,4 +529,28 @@ func TestOptions_Invalid(t *testing.T) {
 	if _, err := retry.Acquire(context.Background(), nil, key, time.Minute, nil); !errors.Is(err, lock.ErrNilConfig) {
 		t.Errorf("nil Locker: %v, want ErrNilConfig", err)
 	}
+}
+
+func TestAcquire_LogsEachRetryAtDebugLevel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		var buf strings.Builder
+		logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
+			Level: slog.LevelDebug,
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				if a.Key == slog.TimeKey {
+					return slog.Attr{}
+				}
+				return a
+			},
+		}))
+		o := opts(retry.Options{InitialInterval: time.Second, MaxInterval: time.Second, MaxAttempts: 2, Logger: logger}, randMax)
+		if _, err := retry.Acquire(t.Context(), newRecorder(f.l), key, time.Minute, o); !errors.Is(err, lock.ErrLockNotAcquired) {
+			t.Fatalf("err = %v", err)
+		}
+		want := `level=DEBUG msg="dlock: retrying acquire" key="\"k\"" attempt=1 wait=1s wait_for_release=false err="acquire \"k\": lock: not acquired"` + "\n"
+		if buf.String() != want {
+			t.Errorf("log:\n%s\nwant:\n%s", buf.String(), want)
+		}
+	})
 }
