@@ -56,5 +56,6 @@
 //
 // The wrapped locks forward [lock.Expirer] and [lock.LossNotifier], so
 // [lock.Hold] keeps working through the wrapper, and the wrapped Locker
-// forwards [lock.Waiter], so package retry can still wait for a release.
+// forwards [lock.Waiter], so package retry can still wait for a release,
+// and [lock.Inspector].
 package otellock

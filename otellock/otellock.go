@@ -110,7 +110,7 @@ const (
 )
 
 // Locker is a [lock.Locker] that traces and measures the Locker it wraps.
-// It also implements [lock.Waiter] by forwarding. It is safe for
+// It also implements [lock.Waiter] and [lock.Inspector] by forwarding. It is safe for
 // concurrent use.
 type Locker struct {
 	l      lock.Locker
@@ -149,8 +149,9 @@ func newMopts(set attribute.Set) mopts {
 }
 
 var (
-	_ lock.Locker = (*Locker)(nil)
-	_ lock.Waiter = (*Locker)(nil)
+	_ lock.Locker    = (*Locker)(nil)
+	_ lock.Waiter    = (*Locker)(nil)
+	_ lock.Inspector = (*Locker)(nil)
 )
 
 // Wrap returns a Locker that adds spans and metrics to l. It panics when l
@@ -357,6 +358,15 @@ func (w *Locker) WaitFree(ctx context.Context, key string) error {
 		return wt.WaitFree(ctx, key)
 	}
 	return fmt.Errorf("wait %s: %w", lock.QuoteKey(key), errors.ErrUnsupported)
+}
+
+// Inspect implements [lock.Inspector] by calling the wrapped Locker's, and
+// returns an error wrapping [errors.ErrUnsupported] when it has none.
+func (w *Locker) Inspect(ctx context.Context, key string) (lock.Holder, bool, error) {
+	if in, ok := w.l.(lock.Inspector); ok {
+		return in.Inspect(ctx, key)
+	}
+	return lock.Holder{}, false, fmt.Errorf("inspect %s: %w", lock.QuoteKey(key), errors.ErrUnsupported)
 }
 
 // handle is a Lock from Locker.Acquire.

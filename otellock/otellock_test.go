@@ -397,6 +397,9 @@ func TestWrap_ForwardsTheWrappedLocker(t *testing.T) {
 		inner, _ := s.NewLocker(nil)
 		w := otellock.Wrap(inner, tel.options("", otellock.KeyHashed))
 		lk, _ := holder.Acquire(t.Context(), "k", time.Hour)
+		if h, ok, err := w.Inspect(t.Context(), "k"); err != nil || !ok || h.Token != 1 {
+			t.Fatalf("Inspect = %+v, %v, %v; want the holder with token 1", h, ok, err)
+		}
 		released := make(chan struct{})
 		time.AfterFunc(time.Minute, func() { close(released); lk.Release(context.Background()) })
 		if err := w.WaitFree(t.Context(), "k"); err != nil {
@@ -419,6 +422,9 @@ func TestWrap_ForwardsTheWrappedLocker(t *testing.T) {
 		bare := otellock.Wrap(struct{ lock.Locker }{inner}, tel.options("", otellock.KeyHashed))
 		if err := bare.WaitFree(t.Context(), "k"); !errors.Is(err, errors.ErrUnsupported) {
 			t.Fatalf("WaitFree without a waiter = %v, want ErrUnsupported", err)
+		}
+		if _, _, err := bare.Inspect(t.Context(), "k"); !errors.Is(err, errors.ErrUnsupported) {
+			t.Fatalf("Inspect without an inspector = %v, want ErrUnsupported", err)
 		}
 		defer func() {
 			if recover() == nil {

@@ -476,6 +476,9 @@ func TestWrap_ForwardsTheWrappedLocker(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t)
 		r := retry.Wrap(f.l, nil)
+		if h, ok, err := r.Inspect(t.Context(), key); err != nil || !ok || h.Token != 1 {
+			t.Fatalf("Inspect = %+v, %v, %v; want the holder with token 1", h, ok, err)
+		}
 		done := make(chan struct{})
 		time.AfterFunc(time.Minute, func() { close(done); f.release() })
 		if err := r.WaitFree(t.Context(), key); err != nil {
@@ -498,6 +501,9 @@ func TestWrap_ForwardsTheWrappedLocker(t *testing.T) {
 		bare := retry.Wrap(struct{ lock.Locker }{f.l}, nil)
 		if err := bare.WaitFree(t.Context(), key); !errors.Is(err, errors.ErrUnsupported) {
 			t.Fatalf("WaitFree without a waiter = %v, want ErrUnsupported", err)
+		}
+		if _, _, err := bare.Inspect(t.Context(), key); !errors.Is(err, errors.ErrUnsupported) {
+			t.Fatalf("Inspect without an inspector = %v, want ErrUnsupported", err)
 		}
 	})
 }
