@@ -305,8 +305,10 @@ func TestAcquire_EarlyWakeUpsDoNotSpin(t *testing.T) {
 		if _, err := retry.Acquire(t.Context(), waitingRecorder{rec}, key, time.Minute, o); !errors.Is(err, lock.ErrLockNotAcquired) {
 			t.Fatalf("err = %v", err)
 		}
-		// At most one extra attempt per interval.
-		if got, want := rec.attempts(), secs(0, 0, 1, 1, 2, 2, 3); !slices.Equal(got, want) {
+		// At most three extra attempts per interval: a few early wake-ups
+		// in a row are normal (waiters racing for one release), more are
+		// a wait that returns at once, and then a jittered sleep follows.
+		if got, want := rec.attempts(), secs(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3); !slices.Equal(got, want) {
 			t.Errorf("attempts at %v, want %v", got, want)
 		}
 	})
