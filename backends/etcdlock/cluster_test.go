@@ -61,6 +61,22 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
+// memDir returns a temporary directory in memory (/dev/shm) when there is
+// one, removed after the test, else t.TempDir(). The members' data lives
+// there: a SIGKILL is a process crash, which memory survives like a disk,
+// and the test is about Raft and leases, not fsync; without fsync costs the
+// cluster keeps up with the suite on a loaded machine.
+func memDir(t *testing.T) string {
+	t.Helper()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if dir, err := os.MkdirTemp("/dev/shm", "dlock-etcd-test-"); err == nil {
+			t.Cleanup(func() { _ = os.RemoveAll(dir) })
+			return dir
+		}
+	}
+	return t.TempDir()
+}
+
 func startPrivateCluster(t *testing.T) *privateCluster {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
@@ -70,7 +86,7 @@ func startPrivateCluster(t *testing.T) *privateCluster {
 		}
 		t.Skipf("etcd binary not found (scripts/services.sh installs it): %v", err)
 	}
-	dir := t.TempDir()
+	dir := memDir(t)
 	ports := freePorts(t, 6)
 	var initial string
 	for i := range 3 {
