@@ -457,6 +457,7 @@ func TestCluster_LeaderKill(t *testing.T) {
 	t.Logf("%d critical sections, 0 overlaps, %d store errors (during the kills); unavailability windows %v, median %v",
 		checker.Sections(), storeErrs.Load(), windows, sorted[len(sorted)/2].Round(time.Millisecond))
 
+	pc.stableLeader(admin) // the last restarted member has caught up
 	t.Run("ConformanceAfterKills", func(t *testing.T) {
 		locktest.Run(t, func(t *testing.T) driver.Backend {
 			b, err := etcdlock.NewBackend(pc.client(t), nil)
