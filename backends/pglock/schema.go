@@ -85,8 +85,8 @@ LEFT JOIN dlock_holders h ON h.key_id = $1 AND h.pid = l.pid
 LEFT JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 	AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-	AND l.classid = (($1 >> 32) & 4294967295)::oid
-	AND l.objid = ($1 & 4294967295)::oid
+	AND l.classid = (($1::bigint >> 32) & 4294967295)::oid
+	AND l.objid = ($1::bigint & 4294967295)::oid
 LIMIT 1`
 )
 
