@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,7 @@ type Backend struct {
 	pool    *pgxpool.Pool
 	opts    Options
 	appName string
+	stmts   map[string]string // prepared by every session: name → SQL
 
 	slots []slot // advisory mode: the shared sessions, keys spread by hash
 
@@ -104,6 +106,7 @@ func NewBackend(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Backen
 		pool:       pool,
 		opts:       o,
 		appName:    appName(o.Lock.Identity),
+		stmts:      statements(o),
 		held:       make(map[int64]*hold),
 		sessions:   make(map[*session]struct{}),
 		stopHealth: make(chan struct{}),
@@ -266,13 +269,30 @@ func (b *Backend) TryAcquire(ctx context.Context, key, owner string, ttl time.Du
 		return driver.Grant{}, false, err
 	}
 
-	var token *int64
+	var token int64
 	err = s.run(ctx, func(ctx context.Context, c *pgx.Conn) error {
-		var pid int32
-		if err := c.QueryRow(ctx, acquireSQL, id, []byte(owner), ttlMS).Scan(&token, &pid, nil); err != nil {
-			return err
+		var params [][]byte
+		var formats []int16
+		idt := strconv.AppendInt(nil, id, 10)
+		switch {
+		case b.opts.RecordHolders:
+			params = [][]byte{idt, []byte(owner), strconv.AppendInt(nil, ttlMS, 10)}
+			formats = []int16{0, 1, 0} // the owner is bytea, sent as it is
+		case b.opts.EnforceTTL:
+			params = [][]byte{idt, strconv.AppendInt(nil, ttlMS, 10)}
+		default:
+			params = [][]byte{idt}
 		}
-		return s.checkPID(pid)
+		return s.exec(ctx, stmtAcquire, params, formats, func(row [][]byte) error {
+			if err := s.checkPIDText(row[1]); err != nil {
+				return err
+			}
+			var err error
+			if row[0] != nil {
+				token, err = strconv.ParseInt(string(row[0]), 10, 64)
+			}
+			return err
+		})
 	})
 	switch {
 	case err != nil && (s.isDead() || errors.Is(err, errSessionDead)):
@@ -292,7 +312,7 @@ func (b *Backend) TryAcquire(ctx context.Context, key, owner string, ttl time.Du
 		claim.s = s
 		b.mu.Unlock()
 		return driver.Grant{}, false, err
-	case token == nil:
+	case token == 0: // NULL: not granted (tokens start at 1)
 		b.forget(id, claim)
 		if b.opts.EnforceTTL {
 			b.unspare(s)
@@ -300,9 +320,9 @@ func (b *Backend) TryAcquire(ctx context.Context, key, owner string, ttl time.Du
 		return driver.Grant{}, false, nil
 	}
 	b.mu.Lock()
-	claim.s, claim.token, claim.pending = s, uint64(*token), false
+	claim.s, claim.token, claim.pending = s, uint64(token), false
 	b.mu.Unlock()
-	return driver.Grant{Token: uint64(*token), TTL: granted}, true, nil
+	return driver.Grant{Token: uint64(token), TTL: granted}, true, nil
 }
 
 // wireTTL converts ttl to the milliseconds sent to the server (0 in
@@ -354,17 +374,18 @@ func (b *Backend) Refresh(ctx context.Context, key, owner string, ttl time.Durat
 	}
 	s := h.s
 	err = s.run(ctx, func(ctx context.Context, c *pgx.Conn) error {
-		var pid int32
-		var err error
-		if b.opts.EnforceTTL {
-			err = c.QueryRow(ctx, refreshEnforcedSQL, id, ttlMS, []byte(owner)).Scan(&pid, nil)
-		} else {
-			err = c.QueryRow(ctx, refreshSQL).Scan(&pid)
+		var params [][]byte
+		var formats []int16
+		switch {
+		case b.opts.EnforceTTL && b.opts.RecordHolders:
+			params = [][]byte{strconv.AppendInt(nil, id, 10), strconv.AppendInt(nil, ttlMS, 10), []byte(owner)}
+			formats = []int16{0, 0, 1}
+		case b.opts.EnforceTTL:
+			params = [][]byte{strconv.AppendInt(nil, ttlMS, 10)}
 		}
-		if err != nil {
-			return err
-		}
-		return s.checkPID(pid)
+		return s.exec(ctx, stmtRefresh, params, formats, func(row [][]byte) error {
+			return s.checkPIDText(row[0])
+		})
 	})
 	if err != nil && s.isDead() {
 		// Our end of the session is closed; the server has freed, or
@@ -407,11 +428,10 @@ func (b *Backend) Release(ctx context.Context, key, owner string) (bool, error) 
 	}
 	var unlocked bool
 	err := s.run(ctx, func(ctx context.Context, c *pgx.Conn) error {
-		var pid int32
-		if err := c.QueryRow(ctx, releaseSQL, id).Scan(&unlocked, &pid, nil); err != nil {
-			return err
-		}
-		return s.checkPID(pid)
+		return s.exec(ctx, stmtRelease, [][]byte{strconv.AppendInt(nil, id, 10)}, nil, func(row [][]byte) error {
+			unlocked = string(row[0]) == "t"
+			return nil
+		})
 	})
 	if errors.Is(err, errSessionDead) {
 		b.lost(id, h)
@@ -446,10 +466,15 @@ func (b *Backend) NotifyLoss(ctx context.Context, key, owner string) <-chan stru
 	return h.s.dead
 }
 
-// Inspect implements [driver.Inspector]. It asks the server (pg_locks) which
-// backend holds the advisory lock of key and reads the holder the store
-// recorded for it. A lock held by a client that is not pglock is reported
-// with an empty Owner and a zero Token. TTL is zero in advisory mode.
+// Inspect implements [driver.Inspector]. It asks the server (pg_locks)
+// whether, and by which backend, the advisory lock of key is held, and reads
+// the holder recorded in dlock_holders for that backend. Holders record
+// themselves only with [Options.RecordHolders]; a lock whose holder did not
+// (or a client that is not pglock) is reported held, with an empty Owner and
+// a zero Token. TTL is the time left in EnforceTTL mode, as the server
+// counts it, and zero otherwise. A recorded row is matched to its holder by
+// key and backend PID: should a PID be reused by a later backend that holds
+// the same key without recording, the earlier owner would be reported.
 func (b *Backend) Inspect(ctx context.Context, key string) (driver.Holder, bool, error) {
 	id := KeyID(b.opts.Namespace, key)
 	var owner []byte
@@ -524,11 +549,15 @@ func (b *Backend) health() {
 			return
 		case <-t.C:
 		}
+		now := time.Now()
+		for _, s := range b.stuckSessions(now) {
+			s.abort()
+		}
 		for _, s := range b.checkable() {
 			ctx, cancel := context.WithTimeout(context.Background(), b.opts.HealthInterval)
 			_, _ = s.tryRun(ctx, func(ctx context.Context, c *pgx.Conn) error {
 				var pid int32
-				if err := c.QueryRow(ctx, refreshSQL).Scan(&pid); err != nil {
+				if err := c.QueryRow(ctx, pingSQL).Scan(&pid); err != nil {
 					return err
 				}
 				return s.checkPID(pid)
@@ -536,6 +565,19 @@ func (b *Backend) health() {
 			cancel()
 		}
 	}
+}
+
+// stuckSessions lists the sessions whose statement has run past OpTimeout.
+func (b *Backend) stuckSessions(now time.Time) []*session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []*session
+	for s := range b.sessions {
+		if s.stuck(now, b.opts.OpTimeout) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // checkable lists the sessions the health check may run statements on:

@@ -91,7 +91,7 @@ func TestInspect_NamesTheHolder(t *testing.T) {
 	pool := sharedPool(t)
 	for _, enforce := range []bool{false, true} {
 		t.Run(fmt.Sprintf("EnforceTTL=%v", enforce), func(t *testing.T) {
-			l := newLocker(t, pool, &pglock.Options{EnforceTTL: enforce, Lock: lock.Options{Identity: "worker-7"}})
+			l := newLocker(t, pool, &pglock.Options{EnforceTTL: enforce, RecordHolders: true, Lock: lock.Options{Identity: "worker-7"}})
 			in := newBackend(t, pool, &pglock.Options{EnforceTTL: enforce})
 			key := locktest.Key(t)
 			lk, err := l.Acquire(ctxFor(t), key, 10*time.Second)

@@ -9,25 +9,38 @@ import (
 	"github.com/dlockgo/dlock/lock/locktest"
 )
 
+// withoutInspect hides the Inspector of a Backend that does not record its
+// holders: its Inspect tells whether a key is held, not by whom, and the
+// suite checks the owner.
+type withoutInspect struct {
+	driver.Backend
+	driver.LossNotifier
+}
+
 func TestConformance(t *testing.T) {
-	t.Run("Advisory", func(t *testing.T) {
-		pool := sharedPool(t)
-		locktest.Run(t, func(t *testing.T) driver.Backend {
-			b, err := pglock.NewBackend(ctxFor(t), pool, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
-		}, locktest.Options{AdvisoryTTL: true})
-	})
-	t.Run("EnforceTTL", func(t *testing.T) {
-		pool := sharedPool(t)
-		locktest.Run(t, func(t *testing.T) driver.Backend {
-			b, err := pglock.NewBackend(ctxFor(t), pool, &pglock.Options{EnforceTTL: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
-		}, locktest.Options{Granularity: time.Millisecond})
-	})
+	modes := []struct {
+		name  string
+		opts  pglock.Options
+		suite locktest.Options
+	}{
+		{"Advisory", pglock.Options{}, locktest.Options{AdvisoryTTL: true}},
+		{"AdvisoryRecordHolders", pglock.Options{RecordHolders: true}, locktest.Options{AdvisoryTTL: true}},
+		{"EnforceTTL", pglock.Options{EnforceTTL: true}, locktest.Options{Granularity: time.Millisecond}},
+		{"EnforceTTLRecordHolders", pglock.Options{EnforceTTL: true, RecordHolders: true}, locktest.Options{Granularity: time.Millisecond}},
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			pool := sharedPool(t)
+			locktest.Run(t, func(t *testing.T) driver.Backend {
+				b, err := pglock.NewBackend(ctxFor(t), pool, &m.opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !m.opts.RecordHolders {
+					return withoutInspect{b, b}
+				}
+				return b
+			}, m.suite)
+		})
+	}
 }

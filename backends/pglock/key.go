@@ -29,13 +29,11 @@ const keyDomain = "dlock/pglock/v1\x00"
 // give dlock its own namespace (see [Options.Namespace]) or its own database
 // when that matters.
 func KeyID(namespace, key string) int64 {
-	h := sha256.New()
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(namespace)))
-	h.Write([]byte(keyDomain))
-	h.Write(n[:])
-	h.Write([]byte(namespace))
-	h.Write([]byte(key))
-	var sum [sha256.Size]byte
-	return int64(binary.BigEndian.Uint64(h.Sum(sum[:0])[:8]))
+	var buf [256]byte // most keys fit: no allocation
+	b := append(buf[:0], keyDomain...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(namespace)))
+	b = append(b, namespace...)
+	b = append(b, key...)
+	sum := sha256.Sum256(b)
+	return int64(binary.BigEndian.Uint64(sum[:8]))
 }

@@ -49,9 +49,18 @@ type Options struct {
 
 	// OpTimeout bounds one statement on a dedicated session. Such a
 	// statement is never interrupted by the caller's context: cancelling
-	// it would close the session and lose every lock on it. A statement
-	// that takes longer than OpTimeout closes its session. Default: 10s.
+	// it would close the session and lose every lock on it. The health
+	// check closes a session whose statement has run longer than OpTimeout
+	// (so up to OpTimeout + HealthInterval). Default: 10s.
 	OpTimeout time.Duration
+
+	// RecordHolders makes every acquisition also record its owner and
+	// fencing token in the table dlock_holders, in the same statement, so
+	// that [Backend.Inspect] can name the holder of a key. The write costs
+	// a transaction ID and a row per acquisition (about 1.5–2.5× the
+	// round trip of an acquisition on a loopback server). Default: off;
+	// Inspect then tells whether, but not by whom, a key is held.
+	RecordHolders bool
 
 	// SkipMigrate stops [New] and [NewBackend] from creating the sequence
 	// and table the store uses (see [Migrate]); they only check that both
@@ -66,7 +75,7 @@ const (
 	// watchDelay is how long a session must be idle before it starts
 	// listening for its own death. Back-to-back statements never pay for
 	// stopping the listener.
-	watchDelay = 2 * time.Millisecond
+	watchDelay = 10 * time.Millisecond
 	// maxTTL is the largest idle_session_timeout PostgreSQL accepts.
 	maxTTL = time.Duration(math.MaxInt32) * time.Millisecond
 )

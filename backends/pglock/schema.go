@@ -38,17 +38,32 @@ CREATE UNLOGGED TABLE IF NOT EXISTS dlock_holders (
 	checkSQL = `SELECT s.seqcache, to_regclass('dlock_holders') IS NOT NULL
 FROM pg_sequence s WHERE s.seqrelid = to_regclass('dlock_fence')`
 
-	// acquireSQL takes the advisory lock and, only when it was granted,
-	// draws the fencing token and records the holder, in one statement.
-	// CASE evaluates its THEN branch only when the WHEN condition is true
+	// The acquire statements take the advisory lock and, only when it was
+	// granted, draw the fencing token, in one statement and one round trip.
+	// CASE evaluates its THEN branch only when the WHEN condition is true,
 	// and after it; nextval is volatile, so the planner never evaluates it
-	// ahead of time. The CTE g is referenced twice and holds volatile
-	// functions, so it is materialized and runs exactly once.
-	//
-	// $1 key id, $2 owner, $3 TTL in ms, which also becomes the session's
-	// idle_session_timeout when the lock is granted (0 in advisory mode:
-	// no timeout).
-	acquireSQL = `WITH g AS (
+	// ahead of time (PostgreSQL manual, "Expression Evaluation Rules").
+	// A CTE that holds volatile functions is never inlined: it runs exactly
+	// once. The acquire and refresh statements also return pg_backend_pid(),
+	// which must be the backend the session was opened on (see
+	// ErrSessionMoved).
+
+	// acquireSQL: $1 key id.
+	acquireSQL = `SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('dlock_fence') END, pg_backend_pid()`
+
+	// acquireEnforcedSQL also sets the session's idle_session_timeout to
+	// the TTL when the lock was granted: $1 key id, $2 TTL in ms (text).
+	acquireEnforcedSQL = `WITH g AS (
+	SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('dlock_fence') END AS t
+)
+SELECT g.t, pg_backend_pid(),
+	set_config('idle_session_timeout', CASE WHEN g.t IS NULL THEN '0' ELSE $2 END, false)
+FROM g`
+
+	// acquireRecordSQL also records the holder in dlock_holders, and with
+	// EnforceTTL sets idle_session_timeout ($3 is then the TTL, else 0):
+	// $1 key id, $2 owner, $3 TTL in ms.
+	acquireRecordSQL = `WITH g AS (
 	SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('dlock_fence') END AS t
 ), w AS (
 	INSERT INTO dlock_holders AS h (key_id, owner, token, pid, ttl_ms)
@@ -61,17 +76,30 @@ SELECT g.t, pg_backend_pid(),
 FROM g`
 
 	// refreshSQL is the liveness check of an advisory-mode refresh: the
-	// session answers, from the backend it was opened on.
+	// session answers, from the backend it was opened on. pingSQL is the
+	// same for the health check.
 	refreshSQL = `SELECT pg_backend_pid()`
+	pingSQL    = `SELECT pg_backend_pid()`
 
-	// refreshEnforcedSQL restarts the server's idle timer with the new TTL.
-	refreshEnforcedSQL = `WITH u AS (
+	// refreshEnforcedSQL restarts the server's idle timer with the new
+	// TTL: $1 TTL in ms (text).
+	refreshEnforcedSQL = `SELECT pg_backend_pid(), set_config('idle_session_timeout', $1, false)`
+
+	// refreshRecordSQL also records the new TTL: $1 key id, $2 TTL in ms,
+	// $3 owner.
+	refreshRecordSQL = `WITH u AS (
 	UPDATE dlock_holders SET ttl_ms = $2 WHERE key_id = $1 AND owner = $3
 )
 SELECT pg_backend_pid(), set_config('idle_session_timeout', $2::text, false)`
 
-	releaseSQL = `SELECT pg_advisory_unlock($1), pg_backend_pid(),
-	set_config('idle_session_timeout', '0', false)`
+	// releaseSQL: $1 key id. It does not check the backend: an unlock on
+	// another backend would answer false (not held), and the check costs
+	// about 1% of a loopback cycle.
+	releaseSQL = `SELECT pg_advisory_unlock($1)`
+
+	// releaseEnforcedSQL also clears idle_session_timeout, for the
+	// session's reuse: $1 key id.
+	releaseEnforcedSQL = `SELECT pg_advisory_unlock($1), set_config('idle_session_timeout', '0', false)`
 
 	// inspectSQL finds the backend that holds the advisory lock on $1 in
 	// this database (a bigint key is classid = high 32 bits, objid = low
@@ -89,6 +117,32 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 	AND l.objid = ($1::bigint & 4294967295)::oid
 LIMIT 1`
 )
+
+// The names of the statements every session prepares when it opens.
+const (
+	stmtAcquire = "dlock_acquire"
+	stmtRefresh = "dlock_refresh"
+	stmtRelease = "dlock_release"
+)
+
+// statements returns the SQL of each prepared statement for a mode.
+func statements(o Options) map[string]string {
+	m := map[string]string{stmtAcquire: acquireSQL, stmtRefresh: refreshSQL, stmtRelease: releaseSQL}
+	switch {
+	case o.RecordHolders:
+		m[stmtAcquire] = acquireRecordSQL
+	case o.EnforceTTL:
+		m[stmtAcquire] = acquireEnforcedSQL
+	}
+	if o.EnforceTTL {
+		m[stmtRefresh] = refreshEnforcedSQL
+		if o.RecordHolders {
+			m[stmtRefresh] = refreshRecordSQL
+		}
+		m[stmtRelease] = releaseEnforcedSQL
+	}
+	return m
+}
 
 // ErrNotMigrated means the sequence or table the store needs does not exist
 // (see [Migrate] and [Options.SkipMigrate]).
