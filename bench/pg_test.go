@@ -142,9 +142,9 @@ func BenchmarkPG(b *testing.B) {
 // on the same server, so that the machine's swings touch all alike:
 //
 //   - raw: the floor (pgRaw);
-//   - sql: pglock's own two statements (the token drawn with nextval, the
-//     backend PID checked) sent raw on one connection: the server's share
-//     of pglock's cost;
+//   - sql: pglock's own two statements (the token drawn with nextval in
+//     the statement that locks) sent raw on one connection: the server's
+//     share of pglock's cost;
 //   - pglock: a Locker's Acquire + Release.
 //
 // The order of the blocks is reversed every other round, so that no
@@ -159,12 +159,11 @@ func BenchmarkPGRatio(b *testing.B) {
 	key := pgKey(b, 1)
 	sqlCycle := func() error {
 		var tok *int64
-		var pid int32
-		if err := raw.c.QueryRow(ctx, `SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('dlock_fence') END, pg_backend_pid()`, id).Scan(&tok, &pid); err != nil {
+		if err := raw.c.QueryRow(ctx, `SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('dlock_fence') END`, id).Scan(&tok); err != nil {
 			return err
 		}
 		var ok bool
-		return raw.c.QueryRow(ctx, `SELECT pg_advisory_unlock($1), pg_backend_pid()`, id).Scan(&ok, &pid)
+		return raw.c.QueryRow(ctx, `SELECT pg_advisory_unlock($1)`, id).Scan(&ok)
 	}
 	contenders := []func() error{
 		func() error { return raw.cycle(ctx, id) },

@@ -284,8 +284,10 @@ func (b *Backend) TryAcquire(ctx context.Context, key, owner string, ttl time.Du
 			params = [][]byte{idt}
 		}
 		return s.exec(ctx, stmtAcquire, params, formats, func(row [][]byte) error {
-			if err := s.checkPIDText(row[1]); err != nil {
-				return err
+			if len(row) > 1 {
+				if err := s.checkPIDText(row[1]); err != nil {
+					return err
+				}
 			}
 			var err error
 			if row[0] != nil {

@@ -149,8 +149,12 @@ func TestTerminatedSession_ReportsLoss(t *testing.T) {
 			l := newLocker(t, pool, &pglock.Options{EnforceTTL: enforce})
 			other := newLocker(t, pool, nil)
 			const rounds = 20
-			var took []time.Duration
-			for range rounds {
+			var took, tookFresh []time.Duration
+			for round := range 2 * rounds {
+				// Even rounds terminate a lock acquired just before; odd
+				// rounds one held for 50ms (sessions wait on their
+				// connection once idle for 10ms).
+				fresh := round%2 == 0
 				key, key2 := locktest.Key(t), locktest.Key(t)
 				lk, err := l.Acquire(ctxFor(t), key, time.Minute)
 				if err != nil {
@@ -163,13 +167,20 @@ func TestTerminatedSession_ReportsLoss(t *testing.T) {
 				}
 				held, stop := lock.Hold(ctxFor(t), lk, nil)
 				pid := holderPID(t, pool, "", key)
+				if !fresh {
+					<-time.After(50 * time.Millisecond) // the setting measured, not a synchronisation
+				}
 				start := time.Now()
 				if _, err := pool.Exec(ctxFor(t), `SELECT pg_terminate_backend($1)`, pid); err != nil {
 					t.Fatal(err)
 				}
 				select {
 				case <-held.Done():
-					took = append(took, time.Since(start))
+					if fresh {
+						tookFresh = append(tookFresh, time.Since(start))
+					} else {
+						took = append(took, time.Since(start))
+					}
 				case <-time.After(10 * time.Second):
 					t.Fatal("the held context was not cancelled within 10s of pg_terminate_backend")
 				}
@@ -195,8 +206,10 @@ func TestTerminatedSession_ReportsLoss(t *testing.T) {
 				}
 				_ = lk3.Release(ctxFor(t))
 			}
-			t.Logf("pg_terminate_backend → held context cancelled: median %v, min %v, max %v (%d rounds)",
+			t.Logf("pg_terminate_backend → held context cancelled, lock held 50ms: median %v, min %v, max %v (%d rounds)",
 				median(took), slices.Min(took), slices.Max(took), rounds)
+			t.Logf("pg_terminate_backend → held context cancelled, lock just acquired: median %v, min %v, max %v (%d rounds)",
+				median(tookFresh), slices.Min(tookFresh), slices.Max(tookFresh), rounds)
 		})
 	}
 }

@@ -73,8 +73,9 @@ const (
 	defaultHealthInterval = time.Second
 	defaultOpTimeout      = 10 * time.Second
 	// watchDelay is how long a session must be idle before it starts
-	// listening for its own death. Back-to-back statements never pay for
-	// stopping the listener.
+	// waiting on its connection for its own death. Statements closer
+	// together than this never pay for stopping the wait (a wake-up and
+	// two deadline changes, tens of microseconds).
 	watchDelay = 10 * time.Millisecond
 	// maxTTL is the largest idle_session_timeout PostgreSQL accepts.
 	maxTTL = time.Duration(math.MaxInt32) * time.Millisecond

@@ -44,12 +44,15 @@ FROM pg_sequence s WHERE s.seqrelid = to_regclass('dlock_fence')`
 	// and after it; nextval is volatile, so the planner never evaluates it
 	// ahead of time (PostgreSQL manual, "Expression Evaluation Rules").
 	// A CTE that holds volatile functions is never inlined: it runs exactly
-	// once. The acquire and refresh statements also return pg_backend_pid(),
-	// which must be the backend the session was opened on (see
-	// ErrSessionMoved).
+	// once. The refresh and health-check statements, and the acquire
+	// statements of the slower modes, also return pg_backend_pid(), which
+	// must be the backend the session was opened on (see ErrSessionMoved).
+	// The advisory-mode acquire does not: the column cost 2–3% of a
+	// loopback acquire+release, and the pooler it guards against is
+	// refused by New's probe or caught by the next refresh or health check.
 
 	// acquireSQL: $1 key id.
-	acquireSQL = `SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('dlock_fence') END, pg_backend_pid()`
+	acquireSQL = `SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('dlock_fence') END`
 
 	// acquireEnforcedSQL also sets the session's idle_session_timeout to
 	// the TTL when the lock was granted: $1 key id, $2 TTL in ms (text).
