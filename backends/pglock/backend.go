@@ -82,7 +82,9 @@ type hold struct {
 }
 
 // NewBackend is [New] without the [lock.Locker] around it: it returns the
-// store's [driver.Backend]. opts.Lock is ignored but for its Identity.
+// store's [driver.Backend]. opts.Lock is ignored but for its Identity. It
+// opens two sessions at once (they also serve to detect a transaction
+// pooler), and more as keys need them, up to opts.Sessions in advisory mode.
 func NewBackend(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Backend, error) {
 	if pool == nil {
 		return nil, lock.ErrNilDatabaseClient
@@ -99,9 +101,6 @@ func NewBackend(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Backen
 	if err != nil {
 		return nil, err
 	}
-	if err := detectPooling(ctx, pool); err != nil {
-		return nil, err
-	}
 	b := &Backend{
 		pool:       pool,
 		opts:       o,
@@ -112,17 +111,28 @@ func NewBackend(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Backen
 		stopHealth: make(chan struct{}),
 		healthDone: make(chan struct{}),
 	}
-	if !o.EnforceTTL {
+	// The probe's two sessions are the first ones the store uses: a bad
+	// pool fails here, not at the first Acquire.
+	first, err := b.probe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range first {
+		b.sessions[s] = struct{}{}
+	}
+	if o.EnforceTTL {
+		b.spares = first[:min(len(first), o.Sessions)]
+	} else {
 		b.slots = make([]slot, o.Sessions)
 		for i := range b.slots {
 			b.slots[i].sem = make(chan struct{}, 1)
 		}
-		// Open the first session now: a bad pool fails here, not at the
-		// first Acquire.
-		if _, err := b.slotSession(ctx, &b.slots[0]); err != nil {
-			b.closeSessions()
-			return nil, err
+		for i := 0; i < len(first) && i < len(b.slots); i++ {
+			b.slots[i].s.Store(first[i])
 		}
+	}
+	for _, s := range first[min(len(first), o.Sessions):] {
+		b.discard(s)
 	}
 	go b.health()
 	return b, nil

@@ -3,6 +3,7 @@ package pglock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -97,5 +98,22 @@ func TestNew_InvalidOptions(t *testing.T) {
 			_ = l.Close()
 			t.Errorf("New(%+v) succeeded", o)
 		}
+	}
+}
+
+// The store's sessions are hijacked from the pool: a pool of one
+// connection is enough, and stays usable.
+func TestNew_PoolOfOneConnection(t *testing.T) {
+	pool := newPool(t, testenv.URL(t, testenv.Postgres)+"&pool_max_conns=1")
+	l := newLocker(t, pool, nil)
+	for i := range 10 {
+		lk, err := l.Acquire(ctxFor(t), fmt.Sprintf("%s/%d", t.Name(), i), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lk.Release(ctxFor(t))
+	}
+	if _, err := pool.Exec(ctxFor(t), `SELECT 1`); err != nil {
+		t.Errorf("the pool is not usable: %v", err)
 	}
 }

@@ -58,40 +58,54 @@ type session struct {
 	idleMu sync.Mutex // guards the assignment of idle against its first firing
 }
 
-// dial opens a dedicated session: a connection taken from the pool and
-// hijacked, so it no longer counts against the pool and is ours to close.
+// dial opens a dedicated session.
 func (b *Backend) dial(ctx context.Context) (*session, error) {
+	conn, pid, err := b.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return b.newSession(ctx, conn, pid)
+}
+
+// connect takes a connection from the pool and hijacks it, so that it no
+// longer counts against the pool and is ours to close, and returns it with
+// its server backend's PID. It uses the simple protocol only: through a
+// transaction pooler prepared statements may not survive, and New must be
+// able to say so clearly (see probe).
+func (b *Backend) connect(ctx context.Context) (*pgx.Conn, int32, error) {
 	c, err := b.pool.Acquire(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("pglock: open session: %w", err)
+		return nil, 0, fmt.Errorf("pglock: open session: %w", err)
 	}
 	conn := c.Hijack()
 	var pid int32
 	err = conn.QueryRow(ctx,
 		`SELECT pg_backend_pid(), set_config('application_name', $1, false), set_config('idle_session_timeout', '0', false)`,
-		b.appName).Scan(&pid, nil, nil)
+		pgx.QueryExecModeSimpleProtocol, b.appName).Scan(&pid, nil, nil)
 	if err != nil {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = conn.Close(cctx)
-		cancel()
-		return nil, fmt.Errorf("pglock: open session: %w", err)
+		closeConn(conn)
+		return nil, 0, fmt.Errorf("pglock: open session: %w", err)
 	}
+	return conn, pid, nil
+}
+
+// newSession prepares the store's statements on conn and starts its idle
+// timer. It closes conn when it fails.
+func (b *Backend) newSession(ctx context.Context, conn *pgx.Conn, pid int32) (*session, error) {
 	stmts := make(map[string]*pgconn.StatementDescription, len(b.stmts))
 	for name, sql := range b.stmts {
 		sd, err := conn.PgConn().Prepare(ctx, name, sql, nil)
 		if err != nil {
-			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_ = conn.Close(cctx)
-			cancel()
+			closeConn(conn)
 			return nil, fmt.Errorf("pglock: open session: prepare %s: %w", name, err)
 		}
 		stmts[name] = sd
 	}
 	s := &session{
-		stmts: stmts,
 		b:     b,
 		conn:  conn,
 		pid:   pid,
+		stmts: stmts,
 		sem:   make(chan struct{}, 1),
 		dead:  make(chan struct{}),
 	}
@@ -102,6 +116,13 @@ func (b *Backend) dial(ctx context.Context) (*session, error) {
 	s.idle = time.AfterFunc(watchDelay, s.startWatch)
 	s.idleMu.Unlock()
 	return s, nil
+}
+
+// closeConn closes a connection that no session owns yet.
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = conn.Close(ctx) // closing is all we want
 }
 
 func (s *session) isDead() bool {
@@ -217,11 +238,7 @@ func (s *session) checkPID(pid int32) error {
 
 // closeConn closes the connection. The caller holds sem and has stopped
 // the watcher.
-func (s *session) closeConn() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = s.conn.Close(ctx) // closing is all we want; an error here changes nothing
-}
+func (s *session) closeConn() { closeConn(s.conn) }
 
 // close stops the session for good: it waits for the statement in flight,
 // stops the watcher and the timer, and closes the connection, which makes
