@@ -3,9 +3,13 @@ package pglock_test
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/dlockgo/dlock/backends/pglock"
+	"github.com/dlockgo/dlock/lock"
 )
 
 // The mapping is a promise to operators and to other processes: these
@@ -70,6 +74,38 @@ func FuzzKeyID(f *testing.F) {
 		}
 		if (ns1 != ns2 || key1 != key2) && string(encode(ns1, key1)) == string(encode(ns2, key2)) {
 			t.Fatalf("(%q, %q) and (%q, %q) encode alike", ns1, key1, ns2, key2)
+		}
+	})
+}
+
+// FuzzAcquire_AnyKey takes and frees arbitrary keys on the real server:
+// any bytes map to an id, exclude a second Locker, and come free again.
+func FuzzAcquire_AnyKey(f *testing.F) {
+	for _, k := range []string{"a", "\x00", "\xff\xfe", "🔒", "{x}", strings.Repeat("k", lock.MaxKeyLength)} {
+		f.Add(k)
+	}
+	pool := sharedPool(f)
+	a := newLocker(f, pool, nil)
+	b := newLocker(f, pool, nil)
+	f.Fuzz(func(t *testing.T, key string) {
+		if lock.ValidateKey(key) != nil {
+			return
+		}
+		lk, err := a.Acquire(ctxFor(t), key, time.Minute)
+		if errors.Is(err, lock.ErrLockNotAcquired) {
+			return // a concurrent fuzz worker holds the same key
+		}
+		if err != nil {
+			t.Fatalf("Acquire(%q): %v", key, err)
+		}
+		if lk2, err := b.Acquire(ctxFor(t), key, time.Minute); !errors.Is(err, lock.ErrLockNotAcquired) {
+			if err == nil {
+				_ = lk2.Release(ctxFor(t))
+			}
+			t.Fatalf("second Locker on %q: %v, want ErrLockNotAcquired", key, err)
+		}
+		if err := lk.Release(ctxFor(t)); err != nil {
+			t.Fatalf("Release(%q): %v", key, err)
 		}
 	})
 }
