@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,7 +55,9 @@ func pgCycle(ctx context.Context, l lock.Locker, key string) error {
 
 func pgSetup(b *testing.B, opts *pglock.Options) (*pgxpool.Pool, lock.Locker) {
 	b.Helper()
-	url := testenv.URL(b, testenv.Postgres)
+	// Room for the raw contenders' connections and for pglock's sessions,
+	// which are taken from the pool (then hijacked).
+	url := testenv.URL(b, testenv.Postgres) + "&pool_max_conns=16"
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
@@ -200,6 +203,81 @@ func BenchmarkPGRatio(b *testing.B) {
 	b.ReportMetric(pgMedian(per[2]), "pglock-ns/cycle")
 	b.ReportMetric(pgMedian(sqlRatio), "sql/raw")
 	b.ReportMetric(pgMedian(lockRatio), "pglock/raw")
+}
+
+// BenchmarkPGRatioParallel is BenchmarkPGRatio with pgParallel goroutines
+// per block, each on a key of its own: raw gives each goroutine its own
+// connection; pglock shares one Locker whose keys were picked to land on
+// different sessions (its default 4; keys that share a session take turns).
+func BenchmarkPGRatioParallel(b *testing.B) {
+	ctx := context.Background()
+	pool, l := pgSetup(b, &pglock.Options{Sessions: pgParallel})
+	raws := make([]pgRaw, pgParallel)
+	ids := make([]int64, pgParallel)
+	for g := range raws {
+		raws[g] = pgRawConn(b, pool)
+		ids[g] = pglock.KeyID("", pgKey(b, int64(g)))
+	}
+	keys := pgKeysOnDistinctSessions(b, pgParallel)
+	const block = 10
+	run := func(cycle func(g int) error) float64 {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for g := range pgParallel {
+			wg.Go(func() {
+				for range block {
+					if err := cycle(g); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return float64(time.Since(start)) / (block * pgParallel)
+	}
+	contenders := []func(g int) error{
+		func(g int) error { return raws[g].cycle(ctx, ids[g]) },
+		func(g int) error { return pgCycle(ctx, l, keys[g]) },
+	}
+	var per [2][]float64
+	var ratio []float64
+	round := 0
+	for b.Loop() {
+		var t [2]float64
+		for k := range contenders {
+			c := k
+			if round%2 == 1 {
+				c = 1 - k
+			}
+			t[c] = run(contenders[c])
+		}
+		round++
+		per[0], per[1] = append(per[0], t[0]), append(per[1], t[1])
+		ratio = append(ratio, t[1]/t[0])
+	}
+	b.ReportMetric(pgMedian(per[0]), "raw-ns/cycle")
+	b.ReportMetric(pgMedian(per[1]), "pglock-ns/cycle")
+	b.ReportMetric(pgMedian(ratio), "pglock/raw")
+}
+
+// pgParallel is the number of goroutines of the parallel benchmarks.
+const pgParallel = 4
+
+// pgKeysOnDistinctSessions returns n keys whose ids fall on n different
+// sessions of a Locker with n sessions (keys are spread by id modulo n).
+func pgKeysOnDistinctSessions(b *testing.B, n int) []string {
+	keys := make([]string, n)
+	for i := int64(0); ; i++ {
+		k := pgKey(b, 1000+i)
+		slot := uint64(pglock.KeyID("", k)) % uint64(n)
+		if keys[slot] == "" {
+			keys[slot] = k
+		}
+		if !slices.Contains(keys, "") {
+			return keys
+		}
+	}
 }
 
 func pgMedian(xs []float64) float64 {

@@ -23,7 +23,9 @@
 //
 // Advisory locks belong to a server session, so the store owns its
 // sessions: connections taken from the pool once and hijacked (they no longer
-// count against the pool, and the store closes them). In the default,
+// count against the pool, and the store closes them; opening one needs a
+// free connection of the pool for a moment, so a pool whose connections are
+// all checked out delays it until the caller's ctx ends). In the default,
 // advisory-TTL mode a few sessions ([Options.Sessions], default 4) hold all
 // the locks, keys spread over them by id; acquire and release are one
 // statement, one round trip, each. A session re-acquires a lock it already
