@@ -138,18 +138,23 @@ func NewBackend(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Backen
 	return b, nil
 }
 
-// appName is the application_name of the store's sessions. It is visible
-// to every user of the server (pg_stat_activity); the identity is cut to
-// what PostgreSQL keeps (63 bytes).
+// appName is the application_name of the store's sessions: "dlock" or
+// "dlock:" + identity, visible to every user of the server
+// (pg_stat_activity). PostgreSQL keeps 63 bytes of printable ASCII; other
+// bytes of the identity become '?'.
 func appName(identity string) string {
-	n := "dlock"
+	n := []byte("dlock")
 	if identity != "" {
-		n += ":" + identity
+		n = append(n, ':')
+		for i := 0; i < len(identity) && len(n) < 63; i++ {
+			c := identity[i]
+			if c < 0x20 || c > 0x7e {
+				c = '?'
+			}
+			n = append(n, c)
+		}
 	}
-	if len(n) > 63 {
-		n = n[:63]
-	}
-	return n
+	return string(n)
 }
 
 // slotSession returns the live session of sl, opening a new one if it has

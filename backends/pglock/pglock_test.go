@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,5 +116,20 @@ func TestNew_PoolOfOneConnection(t *testing.T) {
 	}
 	if _, err := pool.Exec(ctxFor(t), `SELECT 1`); err != nil {
 		t.Errorf("the pool is not usable: %v", err)
+	}
+}
+
+// Identities are any bytes; the sessions' application_name keeps what
+// PostgreSQL accepts.
+func TestNew_IdentityOfAnyBytes(t *testing.T) {
+	pool := sharedPool(t)
+	id := "wörker\x00\xff" + strings.Repeat("x", 200)
+	l := newLocker(t, pool, &pglock.Options{Lock: lock.Options{Identity: id}})
+	lk, err := l.Acquire(ctxFor(t), t.Name(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lk.Release(ctxFor(t)); err != nil {
+		t.Fatal(err)
 	}
 }
