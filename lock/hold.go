@@ -36,7 +36,8 @@ type HoldOptions struct {
 //     slow or unreachable.
 //
 // The context's cause (see [context.Cause]) then wraps [ErrLockNotHeld] and
-// says which of these happened. Run the work that the lock protects under
+// says which of these happened. The context also carries the lock's fencing
+// token (see [TokenFrom]). Run the work that the lock protects under
 // this context, and stop writing when it is done.
 //
 // stop ends the keepalive, waits for its goroutine, and releases the lock
@@ -66,7 +67,7 @@ func Hold(ctx context.Context, lk Lock, opts *HoldOptions) (held context.Context
 		o.ReleaseTimeout = defaultCleanupTimeout
 	}
 
-	held, cancel := context.WithCancelCause(ctx)
+	held, cancel := context.WithCancelCause(context.WithValue(ctx, tokenKey{}, lk.Token()))
 	k := &keeper{lk: lk, ttl: ttl, opts: o, cancel: cancel, done: make(chan struct{})}
 	if e, ok := lk.(Expirer); ok {
 		k.expiry = e.Expiry()
@@ -92,6 +93,16 @@ func Hold(ctx context.Context, lk Lock, opts *HoldOptions) (held context.Context
 		return err
 	}
 	return held, stop
+}
+
+type tokenKey struct{}
+
+// TokenFrom returns the fencing token of the lock held for ctx, for contexts
+// made by [Hold] (and so by [Do] and by every layer that runs user code under
+// a lock), and false for other contexts.
+func TokenFrom(ctx context.Context) (uint64, bool) {
+	t, ok := ctx.Value(tokenKey{}).(uint64)
+	return t, ok
 }
 
 // errStopped is the cause of a held context whose stop function was called.
