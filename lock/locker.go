@@ -331,10 +331,12 @@ func (h *handle) Release(ctx context.Context) error {
 		return opError("release", h.key, err)
 	}
 	h.mu.Lock()
-	wasGone := h.gone
 	h.gone = true
 	h.mu.Unlock()
-	if !ok || wasGone {
+	// The store frees an owner's lock at most once, so ok is the answer,
+	// even when a concurrent Release that lost the race (ok == false)
+	// marked the handle gone before this one got back.
+	if !ok {
 		return opError("release", h.key, ErrLockNotHeld)
 	}
 	return nil
