@@ -445,6 +445,9 @@ func (b *Backend) Release(ctx context.Context, key, owner string) (bool, error) 
 	}
 	var unlocked bool
 	err := s.run(ctx, func(ctx context.Context, c *pgx.Conn) error {
+		if b.lookup(id, owner) != h {
+			return nil // a concurrent Release got there first
+		}
 		return s.exec(ctx, stmtRelease, [][]byte{strconv.AppendInt(nil, id, 10)}, nil, func(row [][]byte) error {
 			unlocked = string(row[0]) == "t"
 			return nil
@@ -486,9 +489,9 @@ func (b *Backend) NotifyLoss(ctx context.Context, key, owner string) <-chan stru
 // Inspect implements [driver.Inspector]. It asks the server (pg_locks)
 // whether, and by which backend, the advisory lock of key is held, and reads
 // the holder recorded in dlock_holders for that backend. Holders record
-// themselves only with [Options.RecordHolders]; a lock whose holder did not
-// (or a client that is not pglock) is reported held, with an empty Owner and
-// a zero Token. TTL is the time left in EnforceTTL mode, as the server
+// themselves only with [Options.RecordHolders]: for a key held by one that
+// did not (or by a client that is not pglock) Inspect returns an error
+// wrapping [errors.ErrUnsupported]; a free key is reported free either way. TTL is the time left in EnforceTTL mode, as the server
 // counts it, and zero otherwise. A recorded row is matched to its holder by
 // key and backend PID: should a PID be reused by a later backend that holds
 // the same key without recording, the earlier owner would be reported.
@@ -503,10 +506,11 @@ func (b *Backend) Inspect(ctx context.Context, key string) (driver.Holder, bool,
 	if err != nil {
 		return driver.Holder{}, false, fmt.Errorf("pglock: inspect: %w", err)
 	}
-	h := driver.Holder{Owner: string(owner)}
-	if token != nil {
-		h.Token = uint64(*token)
+	if token == nil {
+		return driver.Holder{}, false, fmt.Errorf("%w: %s is held, but its holder did not record itself (see Options.RecordHolders)",
+			errors.ErrUnsupported, lock.QuoteKey(key))
 	}
+	h := driver.Holder{Owner: string(owner), Token: uint64(*token)}
 	if leftMS != nil {
 		h.TTL = time.Duration(*leftMS) * time.Millisecond
 	}

@@ -102,9 +102,11 @@
 //
 // # Inspection
 //
-// [Backend.Inspect] asks pg_locks whether a key is held. It can name the
-// owner and token only when holders record themselves
-// ([Options.RecordHolders], which writes a row of the unlogged table
+// [Backend.Inspect] (and the Locker's lock.Inspector) asks pg_locks whether a
+// key is held. It can name the owner and token — as leader observation
+// needs — only when holders record themselves, and otherwise answers
+// errors.ErrUnsupported for a held key ([Options.RecordHolders], which writes
+// a row of the unlogged table
 // dlock_holders in the acquiring statement: a transaction ID and a row write
 // per acquisition, which made acquire+release about twice as slow on a
 // loopback server).

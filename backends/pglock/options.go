@@ -59,7 +59,9 @@ type Options struct {
 	// that [Backend.Inspect] can name the holder of a key. The write costs
 	// a transaction ID and a row per acquisition (about 1.5–2.5× the
 	// round trip of an acquisition on a loopback server). Default: off;
-	// Inspect then tells whether, but not by whom, a key is held.
+	// Inspect then tells whether a key is free, but for a held key
+	// returns an error wrapping errors.ErrUnsupported: it cannot say by
+	// whom. Leader observation (package leader) needs RecordHolders.
 	RecordHolders bool
 
 	// SkipMigrate stops [New] and [NewBackend] from creating the sequence
