@@ -111,6 +111,11 @@
 // per acquisition, which made acquire+release about twice as slow on a
 // loopback server).
 //
+// # Completion records
+//
+// [Records] keeps package once's completion records and fences in the table
+// dlock_once, one atomic statement per call on the pool.
+//
 // # Not promised
 //
 //   - A lock is safe only while its session is: a holder whose connection is

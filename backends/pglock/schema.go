@@ -33,9 +33,18 @@ CREATE UNLOGGED TABLE IF NOT EXISTS dlock_holders (
 	token  bigint NOT NULL,
 	pid    integer NOT NULL,
 	ttl_ms bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dlock_once (
+	ns         bytea   NOT NULL,
+	key        bytea   NOT NULL,
+	fence      bigint  NOT NULL,
+	done       boolean NOT NULL,
+	by_token   bigint  NOT NULL,
+	expires_at timestamptz,
+	PRIMARY KEY (ns, key)
 );`
 
-	checkSQL = `SELECT s.seqcache, to_regclass('dlock_holders') IS NOT NULL
+	checkSQL = `SELECT s.seqcache, to_regclass('dlock_holders') IS NOT NULL AND to_regclass('dlock_once') IS NOT NULL
 FROM pg_sequence s WHERE s.seqrelid = to_regclass('dlock_fence')`
 
 	// The acquire statements take the advisory lock and, only when it was
@@ -149,11 +158,12 @@ func statements(o Options) map[string]string {
 
 // ErrNotMigrated means the sequence or table the store needs does not exist
 // (see [Migrate] and [Options.SkipMigrate]).
-var ErrNotMigrated = errors.New("pglock: dlock_fence or dlock_holders missing: run pglock.Migrate")
+var ErrNotMigrated = errors.New("pglock: dlock_fence, dlock_holders or dlock_once missing: run pglock.Migrate")
 
-// Migrate creates, if missing, the sequence dlock_fence (fencing tokens) and
-// the unlogged table dlock_holders (who holds what, for inspection) in the
-// first schema of the connection's search_path. It is safe to run
+// Migrate creates, if missing, the sequence dlock_fence (fencing tokens), the
+// unlogged table dlock_holders (who holds what, for inspection) and the table
+// dlock_once (completion records, see [Records]) in the first schema of the
+// connection's search_path. It is safe to run
 // concurrently and repeatedly. [New] runs it unless [Options.SkipMigrate] is
 // set.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
