@@ -40,7 +40,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (lock.Locker, e
 
 // Backend is the pglock [driver.Backend]. Most users want [New]; the
 // Backend is exported for the conformance suite and for tools that need its
-// optional capabilities ([driver.LossNotifier], [driver.Inspector]) directly.
+// optional capabilities ([driver.LossNotifier], [driver.Inspector],
+// [driver.Waiter]) directly.
 // It is safe for concurrent use.
 type Backend struct {
 	pool    *pgxpool.Pool
@@ -65,6 +66,7 @@ var (
 	_ driver.Backend      = (*Backend)(nil)
 	_ driver.LossNotifier = (*Backend)(nil)
 	_ driver.Inspector    = (*Backend)(nil)
+	_ driver.Waiter       = (*Backend)(nil)
 )
 
 // slot is one shared session of the advisory mode, replaced when it dies.

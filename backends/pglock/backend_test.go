@@ -365,3 +365,47 @@ func TestInspect_WithoutRecordsIsUnsupportedForHeldKeys(t *testing.T) {
 	}
 	_ = lk.Release(ctxFor(t))
 }
+
+// WaitFree returns as soon as the holder releases: the server's lock queue
+// wakes it, no polling.
+func TestWaitFree_WakesOnRelease(t *testing.T) {
+	pool := sharedPool(t)
+	holder := newLocker(t, pool, nil)
+	waiter := newBackend(t, pool, nil)
+	var took []time.Duration
+	for range 10 {
+		key := locktest.Key(t)
+		lk, err := holder.Acquire(ctxFor(t), key, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		woke := make(chan time.Time, 1)
+		errc := make(chan error, 1)
+		go func() {
+			err := waiter.WaitFree(ctxFor(t), key)
+			woke <- time.Now()
+			errc <- err
+		}()
+		// Release only once the waiter is queued on the server.
+		eventually(t, 5*time.Second, "waiter queued", func() bool {
+			var n int
+			_ = pool.QueryRow(ctxFor(t), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+				AND objid = ($1::bigint & 4294967295)::oid`, pglock.KeyID("", key)).Scan(&n)
+			return n > 0
+		})
+		start := time.Now()
+		if err := lk.Release(ctxFor(t)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case at := <-woke:
+			took = append(took, at.Sub(start))
+		case <-time.After(10 * time.Second):
+			t.Fatal("WaitFree did not return within 10s of the release")
+		}
+		if err := <-errc; err != nil {
+			t.Fatalf("WaitFree: %v", err)
+		}
+	}
+	t.Logf("release → WaitFree returned: median %v, max %v (10 rounds)", median(took), slices.Max(took))
+}

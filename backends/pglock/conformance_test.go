@@ -15,6 +15,7 @@ import (
 type withoutInspect struct {
 	driver.Backend
 	driver.LossNotifier
+	driver.Waiter
 }
 
 func TestConformance(t *testing.T) {
@@ -37,7 +38,7 @@ func TestConformance(t *testing.T) {
 					t.Fatal(err)
 				}
 				if !m.opts.RecordHolders {
-					return withoutInspect{b, b}
+					return withoutInspect{b, b, b}
 				}
 				return b
 			}, m.suite)

@@ -111,6 +111,14 @@
 // per acquisition, which made acquire+release about twice as slow on a
 // loopback server).
 //
+// # Waiting
+//
+// The Backend implements [driver.Waiter] (so package retry can wait for a
+// release instead of polling) with the server's lock queue: a waiter asks
+// for a shared advisory lock on the key's id, granted when the holder lets
+// go and dropped at the end of the same statement. Releases pay nothing for
+// it; each waiter holds a connection of the pool while it waits.
+//
 // # Completion records
 //
 // [Records] keeps package once's completion records and fences in the table
