@@ -285,3 +285,36 @@ func TestFrozenHolder_EnforceTTLFreesTheLock(t *testing.T) {
 	t.Logf("frozen holder, TTL %v: lock free %v after its acquire returned (median of %d; min %v, max %v; polled every 5ms)",
 		ttl, median(over), len(over), slices.Min(over), slices.Max(over))
 }
+
+// A session whose server backend stops answering (here: SIGSTOP of the
+// backend process of a private server) is closed by the health check after
+// OpTimeout; the statement waiting on it fails and its locks are lost.
+func TestHungSession_IsClosedAfterOpTimeout(t *testing.T) {
+	pg := startPrivatePG(t)
+	pool := newPool(t, pg.url())
+	const opTimeout = 300 * time.Millisecond
+	l := newLocker(t, pool, &pglock.Options{OpTimeout: opTimeout, HealthInterval: 50 * time.Millisecond})
+	key := locktest.Key(t)
+	lk, err := l.Acquire(ctxFor(t), key, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := holderPID(t, pool, "", key)
+	if err := syscall.Kill(int(pid), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(int(pid), syscall.SIGCONT)
+	start := time.Now()
+	err = lk.Refresh(ctxFor(t), time.Minute)
+	took := time.Since(start)
+	if !errors.Is(err, lock.ErrLockNotHeld) {
+		t.Errorf("Refresh on a hung session: %v, want ErrLockNotHeld", err)
+	}
+	if took < opTimeout || took > opTimeout+5*time.Second {
+		t.Errorf("Refresh returned after %v, want about OpTimeout %v + HealthInterval", took, opTimeout)
+	}
+	t.Logf("hung backend → Refresh reported the loss after %v (OpTimeout %v, HealthInterval 50ms)", took, opTimeout)
+	_ = syscall.Kill(int(pid), syscall.SIGCONT)
+	// The Locker goes on with a new session.
+	_ = acquireWithin(t, l, locktest.Key(t), 10*time.Second).Release(ctxFor(t))
+}
