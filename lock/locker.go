@@ -333,9 +333,9 @@ func (h *handle) Release(ctx context.Context) error {
 	h.mu.Lock()
 	h.gone = true
 	h.mu.Unlock()
-	// The store's answer decides: of concurrent Releases exactly one gets
-	// ok, and it must succeed even when another's refusal, answered
-	// later but faster, marked the handle gone first.
+	// The store frees an owner's lock at most once, so ok is the answer,
+	// even when a concurrent Release that lost the race (ok == false)
+	// marked the handle gone before this one got back.
 	if !ok {
 		return opError("release", h.key, ErrLockNotHeld)
 	}

@@ -67,6 +67,7 @@ type stats struct {
 	inFlight       map[string]int
 	leaderOverlaps atomic.Int32
 	leading        atomic.Int32
+	current        *replica // the replica leading now, or nil
 }
 
 func run(out io.Writer, storeURL string, duration time.Duration) error {
@@ -140,9 +141,15 @@ func run(out io.Writer, storeURL string, duration time.Duration) error {
 				defer s.leading.Add(-1)
 				s.mu.Lock()
 				s.leaders = append(s.leaders, fmt.Sprintf("%s (term %d)", r.name, term))
+				s.current = r
 				s.mu.Unlock()
 				logf(r.name, "leader: elected, term %d — starting the worker", term)
 				<-ctx.Done()
+				s.mu.Lock()
+				if s.current == r {
+					s.current = nil
+				}
+				s.mu.Unlock()
 				logf(r.name, "leader: stepped down (%v)", context.Cause(ctx))
 				return nil
 			})
@@ -154,12 +161,12 @@ func run(out io.Writer, storeURL string, duration time.Duration) error {
 			return
 		case <-time.After(duration / 2):
 		}
-		for _, r := range reps {
-			if h, ok, _ := r.locker.(lock.Inspector).Inspect(ctx, run+"worker"); ok && h.Identity == r.name {
-				logf(r.name, "CRASH: its connection to the store is cut (the lease will run out)")
-				r.conn.Cut()
-				return
-			}
+		s.mu.Lock()
+		r := s.current
+		s.mu.Unlock()
+		if r != nil {
+			logf(r.name, "CRASH: its connection to the store is cut (the lease will run out)")
+			r.conn.Cut()
 		}
 	})
 
