@@ -811,11 +811,14 @@ func (s *suite) testStress(t *testing.T) {
 	c := NewChecker()
 	var wg sync.WaitGroup
 	errs := make(chan error, goroutines)
+	// 4,000 attempts take seconds on a store with millisecond round trips
+	// and much longer on a loaded machine: a deadline of its own.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	for g := range goroutines {
 		wg.Go(func() {
 			who := fmt.Sprintf("g%d", g)
 			l := ls[g%lockers]
-			ctx := ctxFor(t)
 			for i := range attempts {
 				key := keys[(g+i)%nkeys]
 				lk, err := l.Acquire(ctx, key, longTTL)
