@@ -118,10 +118,10 @@ func TestAcquire_SubMillisecondTTLIsRoundedUp(t *testing.T) {
 	l := newLocker(t, c, nil)
 	ctx := context.Background()
 	for ttl, want := range map[time.Duration]time.Duration{
-		time.Nanosecond:                   time.Millisecond,
+		time.Nanosecond:                    time.Millisecond,
 		time.Millisecond + time.Nanosecond: 2 * time.Millisecond,
-		1500 * time.Microsecond:           2 * time.Millisecond,
-		3 * time.Second:                   3 * time.Second,
+		1500 * time.Microsecond:            2 * time.Millisecond,
+		3 * time.Second:                    3 * time.Second,
 	} {
 		lk, err := l.Acquire(ctx, randomKey(t), ttl)
 		if err != nil {
