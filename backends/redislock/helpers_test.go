@@ -111,6 +111,7 @@ func (r *privateRedis) start() error {
 	cmd := exec.Command("redis-server",
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(r.port), "--dir", r.dir,
 		"--save", "", "--appendonly", "no", "--daemonize", "no",
+		"--enable-debug-command", "local",
 		"--logfile", r.dir+"/redis.log")
 	if err := cmd.Start(); err != nil {
 		return err
