@@ -89,11 +89,12 @@ type locker struct {
 var _ Locker = (*locker)(nil)
 
 func (l *locker) newOwner() string {
-	var b [ownerHexLen / 2]byte
-	rand.Read(b[:]) // never fails (crypto/rand, Go ≥ 1.24)
-	s := make([]byte, ownerHexLen, ownerHexLen+len(l.suffix))
-	hex.Encode(s, b[:])
-	return string(append(s, l.suffix...))
+	var raw [ownerHexLen / 2]byte
+	rand.Read(raw[:]) // never fails (crypto/rand, Go ≥ 1.24)
+	var buf [ownerHexLen + 1 + MaxIdentityLength]byte
+	hex.Encode(buf[:ownerHexLen], raw[:])
+	n := ownerHexLen + copy(buf[ownerHexLen:], l.suffix)
+	return string(buf[:n]) // the only allocation
 }
 
 func (l *locker) Acquire(ctx context.Context, key string, ttl time.Duration) (Lock, error) {

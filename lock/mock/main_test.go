@@ -1,0 +1,9 @@
+package mock_test
+
+import (
+	"testing"
+
+	"github.com/dlockgo/dlock/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
