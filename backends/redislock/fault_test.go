@@ -193,3 +193,43 @@ func TestFault_ServerStallsLongerThanTheDeadline_CtxErrorAndNoLeakedLock(t *test
 		}
 	}
 }
+
+func TestFault_ServerStopped_HoldCancelsBeforeTheTTLRunsOut(t *testing.T) {
+	r := startPrivateRedis(t)
+	l := newLocker(t, r.client(nil), nil)
+	ctx := context.Background()
+	const ttl = time.Second
+	lk, err := l.Acquire(ctx, "orders", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, stop := lock.Hold(ctx, lk, nil)
+	// Let one refresh succeed, so that the deadline is a refresh's.
+	first := lk.(lock.Expirer).Expiry()
+	for until := time.Now().Add(5 * time.Second); !lk.(lock.Expirer).Expiry().After(first); {
+		if time.Now().After(until) {
+			t.Fatal("no refresh within 5s")
+		}
+		time.Sleep(5 * time.Millisecond) // polling with a deadline
+	}
+	r.stop()
+	stopped := time.Now()
+	select {
+	case <-held.Done():
+	case <-time.After(5 * ttl):
+		t.Fatal("the held context was not cancelled")
+	}
+	cancelled := time.Now()
+	expiry := lk.(lock.Expirer).Expiry()
+	t.Logf("server stopped; held ctx cancelled %v later, %v before the lock could have expired: %v",
+		cancelled.Sub(stopped), expiry.Sub(cancelled), context.Cause(held))
+	if !cancelled.Before(expiry) {
+		t.Errorf("held ctx cancelled at expiry%+v", cancelled.Sub(expiry))
+	}
+	if !errors.Is(context.Cause(held), lock.ErrLockNotHeld) {
+		t.Errorf("cause %v, want ErrLockNotHeld", context.Cause(held))
+	}
+	if err := stop(); err == nil || errors.Is(err, lock.ErrLockNotAcquired) {
+		t.Errorf("stop against a stopped server = %v, want a store error", err)
+	}
+}
