@@ -17,15 +17,24 @@ end
 -- the fence key lives, and larger than any token handed out before a
 -- restart that lost the fence key, as long as the server clock does not go
 -- back. Integers stay below 2^53, so Lua's doubles hold them exactly.
+-- SET … GET writes the clock and reads the last token in one call; in the
+-- rare case that the last token is not below the clock (two acquisitions
+-- in one µs, a clock that went back) the counter is written again.
 local t = redis.call('time')
 local token = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = tonumber(redis.call('get', KEYS[2]) or '0')
+local last
+if ARGV[3] == '0' then
+	last = redis.call('set', KEYS[2], string.format('%.0f', token), 'GET')
+else
+	last = redis.call('set', KEYS[2], string.format('%.0f', token), 'PX', ARGV[3], 'GET')
+end
+last = tonumber(last or '0')
 if last and last >= token then
 	token = last + 1
-end
-if ARGV[3] == '0' then
-	redis.call('set', KEYS[2], string.format('%.0f', token))
-else
-	redis.call('set', KEYS[2], string.format('%.0f', token), 'PX', ARGV[3])
+	if ARGV[3] == '0' then
+		redis.call('set', KEYS[2], string.format('%.0f', token))
+	else
+		redis.call('set', KEYS[2], string.format('%.0f', token), 'PX', ARGV[3])
+	end
 end
 return token
