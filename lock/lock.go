@@ -55,6 +55,8 @@ type Lock interface {
 // or refresh plus the TTL granted then. [Hold] uses it. Locks made by [New]
 // implement it; wrappers should forward it.
 type Expirer interface {
+	// Expiry returns the local time at which the store's promise runs
+	// out, on this process's monotonic clock.
 	Expiry() time.Time
 }
 
@@ -67,4 +69,38 @@ type LossNotifier interface {
 	// that the lock is lost, or nil when the store cannot tell. Watching
 	// stops when ctx ends.
 	NotifyLoss(ctx context.Context) <-chan struct{}
+}
+
+// Waiter is implemented by Lockers that can block until a held key looks
+// free instead of being polled; package retry uses it to wait for a release.
+// Lockers made by [New] implement it and return an error wrapping
+// [errors.ErrUnsupported] when their store cannot wait (see the lock/driver
+// package's Waiter); wrappers should forward it.
+type Waiter interface {
+	// WaitFree blocks until key looks free, ctx ends, or the store gives up
+	// early: a nil error only means "try to acquire now", and the attempt
+	// may still lose the race. It acquires nothing.
+	WaitFree(ctx context.Context, key string) error
+}
+
+// Inspector is implemented by Lockers that can tell who holds a key.
+// Lockers made by [New] implement it and return an error wrapping
+// [errors.ErrUnsupported] when their store cannot inspect (see the
+// lock/driver package's Inspector); wrappers should forward it.
+type Inspector interface {
+	// Inspect reports the current holder of key; ok is false when the key
+	// is free.
+	Inspect(ctx context.Context, key string) (h Holder, ok bool, err error)
+}
+
+// Holder describes who holds a key, as reported by an [Inspector].
+type Holder struct {
+	// Identity is the holder's identity (see [Options.Identity] and
+	// [WithIdentity]), or "" when it gave none.
+	Identity string
+	// Token is the holder's fencing token.
+	Token uint64
+	// TTL is the time the lock has left as the store sees it; zero when
+	// the store does not enforce TTLs.
+	TTL time.Duration
 }

@@ -385,3 +385,43 @@ func TestDo(t *testing.T) {
 		}
 	})
 }
+
+func TestWithIdentity_OverridesTheLockersIdentity(t *testing.T) {
+	s, _ := memlock.NewStore(nil)
+	l, _ := s.NewLocker(&lock.Options{Identity: "process"})
+	defer l.Close()
+	ctx := context.Background()
+	in := l.(lock.Inspector)
+	tests := []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"LockersOwn", ctx, "process"},
+		{"FromContext", lock.WithIdentity(ctx, "elector-7"), "elector-7"},
+		{"EmptyFromContextMeansNone", lock.WithIdentity(ctx, ""), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lk, err := l.Acquire(tc.ctx, "k", time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lk.Release(ctx)
+			h, ok, err := in.Inspect(ctx, "k")
+			if err != nil || !ok {
+				t.Fatalf("Inspect: %v %v", ok, err)
+			}
+			if h.Identity != tc.want || h.Token != lk.Token() {
+				t.Errorf("Inspect = %+v, want identity %q, token %d", h, tc.want, lk.Token())
+			}
+		})
+	}
+	_, err := l.Acquire(lock.WithIdentity(ctx, strings.Repeat("x", lock.MaxIdentityLength+1)), "k", time.Minute)
+	if err == nil {
+		t.Error("Acquire accepted an identity over the limit")
+	}
+	if _, ok, err := in.Inspect(ctx, "free"); ok || err != nil {
+		t.Errorf("Inspect of a free key = %v, %v", ok, err)
+	}
+}

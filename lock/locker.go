@@ -60,7 +60,20 @@ func New(b driver.Backend, opts *Options) (Locker, error) {
 		l.suffix = ":" + o.Identity
 	}
 	l.loss, _ = b.(driver.LossNotifier)
+	l.waiter, _ = b.(driver.Waiter)
+	l.inspector, _ = b.(driver.Inspector)
 	return l, nil
+}
+
+type identityKey struct{}
+
+// WithIdentity returns a context that makes Acquire, on a Locker from
+// [New], store identity with the lock instead of the Locker's own
+// [Options.Identity]. It lets several actors share one Locker yet be told
+// apart by an [Inspector] (leader election uses it). identity is at most
+// [MaxIdentityLength] bytes; Acquire rejects a longer one.
+func WithIdentity(ctx context.Context, identity string) context.Context {
+	return context.WithValue(ctx, identityKey{}, identity)
 }
 
 // OwnerIdentity returns the identity part of an owner string made by a
@@ -78,7 +91,9 @@ type locker struct {
 	b      driver.Backend
 	opts   Options
 	suffix string // ":" + identity, or ""
-	loss   driver.LossNotifier
+	loss      driver.LossNotifier
+	waiter    driver.Waiter
+	inspector driver.Inspector
 
 	closed atomic.Bool
 	mu     sync.Mutex     // orders wg.Add against Close's Wait
@@ -86,15 +101,29 @@ type locker struct {
 	wg     sync.WaitGroup // background clean-ups
 }
 
-var _ Locker = (*locker)(nil)
+var (
+	_ Locker    = (*locker)(nil)
+	_ Waiter    = (*locker)(nil)
+	_ Inspector = (*locker)(nil)
+)
 
-func (l *locker) newOwner() string {
+func (l *locker) newOwner(ctx context.Context) (string, error) {
 	var raw [ownerHexLen / 2]byte
 	rand.Read(raw[:]) // never fails (crypto/rand, Go ≥ 1.24)
 	var buf [ownerHexLen + 1 + MaxIdentityLength]byte
 	hex.Encode(buf[:ownerHexLen], raw[:])
 	n := ownerHexLen + copy(buf[ownerHexLen:], l.suffix)
-	return string(buf[:n]) // the only allocation
+	if id, ok := ctx.Value(identityKey{}).(string); ok {
+		if len(id) > MaxIdentityLength {
+			return "", fmt.Errorf("lock: identity is %d bytes, the limit is %d", len(id), MaxIdentityLength)
+		}
+		n = ownerHexLen
+		if id != "" {
+			buf[n] = ':'
+			n += 1 + copy(buf[n+1:], id)
+		}
+	}
+	return string(buf[:n]), nil // the only allocation
 }
 
 func (l *locker) Acquire(ctx context.Context, key string, ttl time.Duration) (Lock, error) {
@@ -110,7 +139,10 @@ func (l *locker) Acquire(ctx context.Context, key string, ttl time.Duration) (Lo
 	if err := ctx.Err(); err != nil {
 		return nil, opError("acquire", key, err)
 	}
-	owner := l.newOwner()
+	owner, err := l.newOwner(ctx)
+	if err != nil {
+		return nil, opError("acquire", key, err)
+	}
 	start := time.Now()
 	g, ok, err := l.b.TryAcquire(ctx, key, owner, ttl)
 	if err != nil {
@@ -147,6 +179,45 @@ func (l *locker) cleanup(key, owner string) {
 		defer cancel()
 		_, _ = l.b.Release(ctx, key, owner) // best effort: the TTL frees it otherwise
 	}()
+}
+
+// WaitFree implements [Waiter] by forwarding to the store's driver.Waiter.
+func (l *locker) WaitFree(ctx context.Context, key string) error {
+	if err := ValidateKey(key); err != nil {
+		return opError("wait", key, err)
+	}
+	if l.closed.Load() {
+		return opError("wait", key, ErrClosed)
+	}
+	if l.waiter == nil {
+		return opError("wait", key, errors.ErrUnsupported)
+	}
+	if err := l.waiter.WaitFree(ctx, key); err != nil {
+		return opError("wait", key, err)
+	}
+	return nil
+}
+
+// Inspect implements [Inspector] by forwarding to the store's
+// driver.Inspector.
+func (l *locker) Inspect(ctx context.Context, key string) (Holder, bool, error) {
+	if err := ValidateKey(key); err != nil {
+		return Holder{}, false, opError("inspect", key, err)
+	}
+	if l.closed.Load() {
+		return Holder{}, false, opError("inspect", key, ErrClosed)
+	}
+	if l.inspector == nil {
+		return Holder{}, false, opError("inspect", key, errors.ErrUnsupported)
+	}
+	h, ok, err := l.inspector.Inspect(ctx, key)
+	if err != nil {
+		return Holder{}, false, opError("inspect", key, err)
+	}
+	if !ok {
+		return Holder{}, false, nil
+	}
+	return Holder{Identity: OwnerIdentity(h.Owner), Token: h.Token, TTL: h.TTL}, true, nil
 }
 
 func (l *locker) Ping(ctx context.Context) error {

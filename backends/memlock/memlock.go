@@ -33,6 +33,8 @@ type Store struct {
 	mask   uint64
 	shards []shard
 	fence  atomic.Uint64
+
+	recs *Records
 }
 
 type shard struct {
@@ -70,7 +72,8 @@ func NewStore(opts *Options) (*Store, error) {
 	if o.Shards > 0 {
 		n = 1 << bits.Len(uint(o.Shards-1))
 	}
-	s := &Store{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]shard, n)}
+	s := &Store{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]shard, n),
+		recs: &Records{recs: make(map[string]record)}}
 	for i := range s.shards {
 		s.shards[i].entries = make(map[string]entry)
 	}
