@@ -331,10 +331,11 @@ func (h *handle) Release(ctx context.Context) error {
 		return opError("release", h.key, err)
 	}
 	h.mu.Lock()
-	wasGone := h.gone
 	h.gone = true
 	h.mu.Unlock()
-	if !ok || wasGone {
+	// The store's answer decides: of concurrent Releases exactly one is
+	// told ok, whichever of them marks the handle gone first.
+	if !ok {
 		return opError("release", h.key, ErrLockNotHeld)
 	}
 	return nil
