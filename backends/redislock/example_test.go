@@ -60,21 +60,23 @@ func ExampleNew_cluster() {
 	}
 }
 
-func ExampleBackend_Inspect() {
+func ExampleNew_inspect() {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer rdb.Close()
 
-	b, err := redislock.NewBackend(rdb, nil)
+	locker, err := redislock.New(rdb, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer b.Close()
+	defer locker.Close()
 
-	h, held, err := b.Inspect(context.Background(), "invoice/42")
+	// The Redis store can tell who holds a key.
+	in := locker.(lock.Inspector)
+	h, held, err := in.Inspect(context.Background(), "invoice/42")
 	if err != nil {
 		log.Fatal(err)
 	}
 	if held {
-		fmt.Printf("held by %q with token %d for %v more\n", lock.OwnerIdentity(h.Owner), h.Token, h.TTL)
+		fmt.Printf("held by %q with token %d for %v more\n", h.Identity, h.Token, h.TTL)
 	}
 }

@@ -354,3 +354,26 @@ func TestAcquire_CancellableContextTakesTheSameRoad(t *testing.T) {
 		t.Fatalf("Acquire under a cancelled ctx = %v", err)
 	}
 }
+
+func TestLocker_InspectsThroughTheStore(t *testing.T) {
+	c := singleClient(t)
+	ctx := context.Background()
+	l := newLocker(t, c, &redislock.Options{Identity: "worker-9"})
+	in, ok := l.(lock.Inspector)
+	if !ok {
+		t.Fatal("the Locker does not implement lock.Inspector")
+	}
+	key := randomKey(t)
+	lk, err := l.Acquire(ctx, key, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Release(ctx)
+	h, held, err := in.Inspect(ctx, key)
+	if err != nil || !held {
+		t.Fatalf("Inspect = %v, %v", held, err)
+	}
+	if h.Identity != "worker-9" || h.Token != lk.Token() {
+		t.Fatalf("Inspect = %+v, want identity worker-9 and token %d", h, lk.Token())
+	}
+}
