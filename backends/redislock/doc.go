@@ -46,11 +46,18 @@
 //   - A restarted server has forgotten its locks: the old holder's Refresh
 //     and Release report [lock.ErrLockNotHeld], and [lock.Hold] cancels its
 //     work at the next refresh.
-//   - Contexts: a call returns when its context ends, even on a client
-//     without ContextTimeoutEnabled (go-redis then ignores contexts on
-//     socket reads). The call then finishes in the background; an
-//     acquisition that succeeds after its caller left is released, and the
-//     Locker's Close waits for such calls.
+//   - Contexts: a call returns when its context ends. go-redis itself
+//     ignores contexts on socket reads unless the client was built with
+//     ContextTimeoutEnabled, and even then it only honours deadlines, not
+//     cancellation. So a call under a context that has a deadline, on such
+//     a client, is made directly (go-redis ends it at the deadline; a
+//     cancellation before the deadline waits for the reply). Any other
+//     call under a context that can end runs in a goroutine, and returns
+//     as soon as the context ends; the call finishes in the background,
+//     an acquisition it made after its caller left is released, and the
+//     Locker's Close waits for it. That goroutine costs a hand-off between
+//     threads on every call (about 25 µs per operation on a loaded 2-core
+//     machine): for speed, use ContextTimeoutEnabled and deadlines.
 //
 // # What is not promised
 //

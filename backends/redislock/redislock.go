@@ -87,6 +87,9 @@ type Backend struct {
 	refresh  script
 	release  script
 	inspect  script
+	// ctxAware: the client was built with ContextTimeoutEnabled, so
+	// go-redis ends a call at its context's deadline by itself.
+	ctxAware bool
 	mu       sync.Mutex
 	closed   bool
 	inflight sync.WaitGroup // calls the caller stopped waiting for
@@ -124,6 +127,14 @@ func NewBackend(client Client, opts *Options) (*Backend, error) {
 		refresh: newScript(refreshSrc),
 		release: newScript(releaseSrc),
 		inspect: newScript(inspectSrc),
+	}
+	switch c := client.(type) {
+	case *redis.Client:
+		b.ctxAware = c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		b.ctxAware = c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		b.ctxAware = c.Options().ContextTimeoutEnabled
 	}
 	switch r := o.FenceRetention; {
 	case r < 0:
@@ -282,14 +293,20 @@ const (
 // eval runs one script (or PING) and returns its reply. Server errors come
 // back wrapped; redis.Nil (the script returned false) comes back as is.
 //
-// go-redis does not stop a call when ctx is cancelled, and honours ctx's
-// deadline only on a client built with ContextTimeoutEnabled; otherwise a
-// call blocks up to the client's ReadTimeout (and its retries). So when ctx
-// can end, the call runs in a goroutine and eval returns as soon as ctx
-// ends; the call finishes in the background, Close waits for it, and an
-// acquisition granted after its caller left is released.
+// go-redis does not stop a call when its context is cancelled, and honours
+// the context's deadline only on a client built with ContextTimeoutEnabled;
+// otherwise a call blocks up to the client's ReadTimeout (and its retries).
+// eval therefore makes the call itself when ctx cannot end, or when ctx has
+// a deadline that the client honours. Otherwise the call runs in a
+// goroutine and eval returns as soon as ctx ends: the call finishes in the
+// background, Close waits for it, and an acquisition it made after its
+// caller left is released. The goroutine costs a hand-off between threads
+// on every call, which is why a ctx-aware client with deadlines is faster.
 func (b *Backend) eval(ctx context.Context, o op, s *script, keys []string, args ...any) (any, error) {
 	if ctx.Done() == nil {
+		return b.call(ctx, o, s, keys, args)
+	}
+	if _, ok := ctx.Deadline(); ok && b.ctxAware {
 		return b.call(ctx, o, s, keys, args)
 	}
 	if err := ctx.Err(); err != nil {
