@@ -80,13 +80,13 @@ func New(client Client, opts *Options) (lock.Locker, error) {
 // instead. It also implements [driver.Inspector]. A Backend is safe for
 // concurrent use.
 type Backend struct {
-	c        Client
-	prefix   string
-	fenceMs  int64 // fence retention in ms; < 0: keep counters forever
-	acquire  script
-	refresh  script
-	release  script
-	inspect  script
+	c       Client
+	prefix  string
+	fenceMs int64 // fence retention in ms; < 0: keep counters forever
+	acquire script
+	refresh script
+	release script
+	inspect script
 	// ctxAware: the client was built with ContextTimeoutEnabled, so
 	// go-redis ends a call at its context's deadline by itself.
 	ctxAware bool
