@@ -17,18 +17,22 @@ end
 -- the fence key lives, and larger than any token handed out before a
 -- restart that lost the fence key, as long as the server clock does not go
 -- back. Integers stay below 2^53, so Lua's doubles hold them exactly.
--- SET … GET writes the clock and reads the last token in one call; in the
--- rare case that the last token is not below the clock (two acquisitions
--- in one µs, a clock that went back) the counter is written again.
+--
+-- The common case costs one write: the clock, as a decimal string built
+-- without string.format, replaces the last token (SET … GET reads it in the
+-- same call). Only when the last token is not below the clock (two
+-- acquisitions in one µs, a clock that went back) is the counter written
+-- again, with last + 1.
 local t = redis.call('time')
-local token = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
 local last
 if ARGV[3] == '0' then
-	last = redis.call('set', KEYS[2], string.format('%.0f', token), 'GET')
+	last = redis.call('set', KEYS[2], now, 'GET')
 else
-	last = redis.call('set', KEYS[2], string.format('%.0f', token), 'PX', ARGV[3], 'GET')
+	last = redis.call('set', KEYS[2], now, 'PX', ARGV[3], 'GET')
 end
-last = tonumber(last or '0')
+local token = tonumber(now)
+last = last and tonumber(last)
 if last and last >= token then
 	token = last + 1
 	if ARGV[3] == '0' then
