@@ -31,10 +31,11 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -173,7 +174,7 @@ func redisSetup(b *testing.B) []redisContender {
 	}
 	b.Cleanup(func() { l.Close() })
 	var rnd [8]byte
-	rand.Read(rnd[:])
+	crand.Read(rnd[:])
 	cctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	aopt := *opt
@@ -214,7 +215,7 @@ func redisKeys(run, contender string, n int) []string {
 
 func redisRunID() string {
 	var b [4]byte
-	rand.Read(b[:])
+	crand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
 
@@ -276,7 +277,7 @@ func BenchmarkRedis(b *testing.B) {
 }
 
 // BenchmarkRedisInterleaved runs every contender in each iteration, in a
-// rotating order, and reports each contender's median time per cycle
+// random order (so that no contender always follows the same one), and reports each contender's median time per cycle
 // (<name>-p50-ns) and dlock's ratio to the others' medians (dlock/<name>).
 // Medians, because on a shared machine a few cycles stall for milliseconds
 // and would dominate a mean.
@@ -299,6 +300,7 @@ func BenchmarkRedisInterleaved(b *testing.B) {
 		}
 		b.ReportMetric(0, "ns/op") // the per-contender figures are the ones that mean something
 	}
+	rng := rand.New(rand.NewPCG(1, 2)) // the same orders in every run
 	timed := func(c redisContender, key string) time.Duration {
 		start := time.Now()
 		if err := redisCheck(c.cycle(ctx, key)); err != nil {
@@ -314,8 +316,7 @@ func BenchmarkRedisInterleaved(b *testing.B) {
 			times[i] = make([]time.Duration, 0, b.N)
 		}
 		for i := 0; i < b.N; i++ {
-			for j := range cs {
-				k := (i + j) % len(cs)
+			for _, k := range rng.Perm(len(cs)) {
 				times[k] = append(times[k], timed(cs[k], keys[k]))
 			}
 		}
@@ -330,8 +331,7 @@ func BenchmarkRedisInterleaved(b *testing.B) {
 		}
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			for j := range cs {
-				k := (i + j) % len(cs)
+			for _, k := range rng.Perm(len(cs)) {
 				times[k] = append(times[k], timed(cs[k], keys[k][i]))
 			}
 		}
@@ -350,7 +350,9 @@ func BenchmarkRedisInterleaved(b *testing.B) {
 			for i, c := range cs {
 				keys[i] = fmt.Sprintf("bench:%s:ipar:%s:%d:%d", run, c.name(), b.N, id)
 			}
-			for k := int(id) % len(cs); pb.Next(); k = (k + 1) % len(cs) {
+			r := rand.New(rand.NewPCG(uint64(id), 3))
+			for pb.Next() {
+				k := r.IntN(len(cs))
 				mine[k] = append(mine[k], timed(cs[k], keys[k]))
 			}
 			mu.Lock()
