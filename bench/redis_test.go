@@ -10,10 +10,10 @@ package bench
 //     after the other, so a drift in loopback latency (±50 % on this kind
 //     of machine) lands on one contender more than another.
 //   - BenchmarkRedisInterleaved/<case>: every iteration runs one cycle of
-//     each contender, in an order that rotates, and reports each
-//     contender's mean time per cycle (<name>-ns/cycle) and dlock's ratio
-//     to the others (dlock/<name>). Drift hits all contenders alike, so
-//     these are the ratios to quote.
+//     each contender, in a random order, and reports each
+//     contender's median time per cycle (<name>-p50-ns) and dlock's ratio
+//     to each other contender (dlock/<name>). Drift hits all contenders
+//     alike, so these are the ratios to quote.
 //
 // A cycle is one acquire and one release of a free key, each one round trip
 // for every contender:
@@ -23,6 +23,11 @@ package bench
 //   - bsm:     github.com/bsm/redislock Obtain (EVALSHA) and Release (EVALSHA)
 //   - redsync: github.com/go-redsync/redsync/v4, one pool, TryLockContext
 //     (SET NX PX) and UnlockContext (EVALSHA)
+//   - raw-fenced: the floor of a lock with fencing tokens: one minimal
+//     script (SET NX PX, TIME, SET … GET of the counter), then raw's
+//     release; dlock/raw-fenced is the cost of the library itself
+//   - dlock-cancellable, dlock-deadline: dlock under contexts that can end
+//     (see redisDlockCtx)
 //
 // Cases: OneKey (the same key every cycle), DistinctKeys (a new key every
 // cycle), Parallel (b.RunParallel, a key per goroutine; run with -cpu
@@ -119,6 +124,49 @@ func (r redisRaw) cycle(ctx context.Context, key string) (bool, error) {
 	return true, err
 }
 
+// redisRawFenced is the floor of a fenced lock: one script that takes the
+// lock and returns the next token (max(last + 1, server µs), the counter in
+// the same hash slot), and the compare-and-delete of raw. It has no key
+// escaping, no owner tokens and no Locker; dlock's ratio to it is the cost
+// of the library itself.
+type redisRawFenced struct {
+	redisRaw
+	acquire *redis.Script
+}
+
+func (redisRawFenced) name() string { return "raw-fenced" }
+func (r redisRawFenced) cycle(ctx context.Context, key string) (bool, error) {
+	val := r.prefix + strconv.FormatUint(r.n.Add(1), 10)
+	k := "{" + key + "}"
+	tok, err := r.acquire.Run(ctx, r.c, []string{k, k + ":f"}, val, 10000, 3610000).Int64()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if tok <= 0 {
+		return false, errors.New("raw-fenced: no token")
+	}
+	n, err := r.release.Run(ctx, r.c, []string{k}, val).Int()
+	if err == nil && n != 1 {
+		err = errors.New("raw-fenced: not released")
+	}
+	return true, err
+}
+
+const redisRawFencedAcquire = `
+if not redis.call("set", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return false end
+local t = redis.call("time")
+local now = t[1] .. string.rep("0", 6 - #t[2]) .. t[2]
+local last = tonumber(redis.call("set", KEYS[2], now, "PX", ARGV[3], "GET") or "0")
+local token = tonumber(now)
+if last >= token then
+	token = last + 1
+	redis.call("set", KEYS[2], string.format("%.0f", token), "PX", ARGV[3])
+end
+return token`
+
 type redisBsm struct{ c *bsm.Client }
 
 func (redisBsm) name() string { return "bsm" }
@@ -154,8 +202,8 @@ func (r redisRedsync) cycle(ctx context.Context, key string) (bool, error) {
 }
 
 // redisSetup connects to the shared server and returns the contenders:
-// dlock, raw, bsm and redsync (the ratios use these four), then dlock under
-// contexts that can end. Each works in its own key namespace.
+// dlock first, then raw, bsm, redsync, dlock under contexts that can end,
+// and raw-fenced. Each works in its own key namespace.
 func redisSetup(b *testing.B) []redisContender {
 	b.Helper()
 	opt, err := redis.ParseURL(testenv.URL(b, testenv.Redis))
@@ -188,19 +236,21 @@ func redisSetup(b *testing.B) []redisContender {
 	b.Cleanup(func() { la.Close() })
 	dctx, dcancel := context.WithTimeout(context.Background(), time.Hour)
 	b.Cleanup(dcancel)
+	raw := redisRaw{
+		c:      c,
+		prefix: hex.EncodeToString(rnd[:]) + ":",
+		n:      new(atomic.Uint64),
+		release: redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then ` +
+			`return redis.call("del", KEYS[1]) else return 0 end`),
+	}
 	return []redisContender{
 		redisDlock{l},
-		redisRaw{
-			c:      c,
-			prefix: hex.EncodeToString(rnd[:]) + ":",
-			n:      new(atomic.Uint64),
-			release: redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then ` +
-				`return redis.call("del", KEYS[1]) else return 0 end`),
-		},
+		raw,
 		redisBsm{bsm.New(c)},
 		redisRedsync{redsync.New(redsyncgoredis.NewPool(c))},
 		redisDlockCtx{"dlock-cancellable", l, cctx},
 		redisDlockCtx{"dlock-deadline", la, dctx},
+		redisRawFenced{raw, redis.NewScript(redisRawFencedAcquire)},
 	}
 }
 
@@ -295,7 +345,7 @@ func BenchmarkRedisInterleaved(b *testing.B) {
 			}
 			b.ReportMetric(p50[i], c.name()+"-p50-ns")
 		}
-		for i, c := range cs[1:4] {
+		for i, c := range cs[1:] {
 			b.ReportMetric(p50[0]/p50[i+1], "dlock/"+c.name())
 		}
 		b.ReportMetric(0, "ns/op") // the per-contender figures are the ones that mean something
@@ -407,7 +457,7 @@ func BenchmarkRedisInterleaved(b *testing.B) {
 			cps[i] = float64(sections[i]) / spent[i].Seconds()
 			b.ReportMetric(cps[i], c.name()+"-cs/s")
 		}
-		for i, c := range cs[1:4] {
+		for i, c := range cs[1:] {
 			b.ReportMetric(cps[0]/cps[i+1], "dlock/"+c.name()+"-throughput")
 		}
 		b.ReportMetric(0, "ns/op")

@@ -198,7 +198,7 @@ func (b *Backend) TryAcquire(ctx context.Context, key, owner string, ttl time.Du
 	ms := millis(ttl)
 	lk, fk := keys(b.prefix, key)
 	v, err := b.eval(ctx, opAcquire, &b.acquire, []string{lk, fk}, owner, ms, b.fenceTTL(ms))
-	if err == redis.Nil {
+	if errors.Is(err, redis.Nil) {
 		return driver.Grant{}, false, nil
 	}
 	if err != nil {
@@ -241,7 +241,7 @@ func (b *Backend) Release(ctx context.Context, key, owner string) (bool, error) 
 func (b *Backend) Inspect(ctx context.Context, key string) (driver.Holder, bool, error) {
 	lk, fk := keys(b.prefix, key)
 	v, err := b.eval(ctx, opOther, &b.inspect, []string{lk, fk})
-	if err == redis.Nil {
+	if errors.Is(err, redis.Nil) {
 		return driver.Holder{}, false, nil
 	}
 	if err != nil {
@@ -373,7 +373,7 @@ func (b *Backend) call(ctx context.Context, o op, s *script, keys []string, args
 		}
 	}
 	switch {
-	case err == nil, err == redis.Nil:
+	case err == nil, errors.Is(err, redis.Nil):
 		return v, err
 	case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
 		return nil, fmt.Errorf("redislock: %w (%w)", err, ctx.Err())
