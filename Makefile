@@ -5,7 +5,7 @@
 .PHONY: demo test bench fuzz services-start services-stop
 
 demo:
-	go run ./examples/quickstart
+	go run ./examples/demo
 
 test:
 	scripts/test.sh

@@ -88,9 +88,9 @@ func OwnerIdentity(owner string) string {
 const ownerHexLen = 32 // 128 bits
 
 type locker struct {
-	b      driver.Backend
-	opts   Options
-	suffix string // ":" + identity, or ""
+	b         driver.Backend
+	opts      Options
+	suffix    string // ":" + identity, or ""
 	loss      driver.LossNotifier
 	waiter    driver.Waiter
 	inspector driver.Inspector

@@ -31,10 +31,10 @@
 // watch, a PostgreSQL notification), a busy key is waited for with
 // WaitFree, bounded by the current interval's ceiling c(n), instead of a
 // sleep: the attempt follows the release at once, and a missed wake-up
-// costs at most one interval. A WaitFree that returns early and is followed
-// by another refusal (a lost race, or a store that cannot really wait) is
-// followed by one ordinary jittered sleep, so waiting never turns into a
-// busy loop. Stores that cannot wait report [errors.ErrUnsupported], and
+// costs at most one interval. Up to three WaitFree calls in a row may
+// return early and be followed by another refusal (waiters racing for one
+// release, one wins); after that, one ordinary jittered sleep follows, so a
+// store whose wait returns at once cannot turn waiting into a busy loop. Stores that cannot wait report [errors.ErrUnsupported], and
 // Acquire falls back to sleeping.
 //
 // # Contexts and limits

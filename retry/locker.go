@@ -10,8 +10,8 @@ import (
 )
 
 // Locker is a [lock.Locker] whose Acquire waits for a held key as
-// [Acquire] does. Ping and Close go to the wrapped Locker, and so does
-// WaitFree ([lock.Waiter]). Locks are the wrapped Locker's own. A Locker
+// [Acquire] does. Ping and Close go to the wrapped Locker, and so do
+// WaitFree ([lock.Waiter]) and Inspect ([lock.Inspector]). Locks are the wrapped Locker's own. A Locker
 // is safe for concurrent use: each Acquire keeps its own backoff.
 type Locker struct {
 	l lock.Locker
@@ -19,8 +19,9 @@ type Locker struct {
 }
 
 var (
-	_ lock.Locker = (*Locker)(nil)
-	_ lock.Waiter = (*Locker)(nil)
+	_ lock.Locker    = (*Locker)(nil)
+	_ lock.Waiter    = (*Locker)(nil)
+	_ lock.Inspector = (*Locker)(nil)
 )
 
 // Wrap returns a Locker that waits on l with opts (nil means the
@@ -55,4 +56,13 @@ func (r *Locker) WaitFree(ctx context.Context, key string) error {
 		return w.WaitFree(ctx, key)
 	}
 	return fmt.Errorf("wait %s: %w", lock.QuoteKey(key), errors.ErrUnsupported)
+}
+
+// Inspect implements [lock.Inspector] by calling the wrapped Locker's, and
+// returns an error wrapping [errors.ErrUnsupported] when it has none.
+func (r *Locker) Inspect(ctx context.Context, key string) (lock.Holder, bool, error) {
+	if in, ok := r.l.(lock.Inspector); ok {
+		return in.Inspect(ctx, key)
+	}
+	return lock.Holder{}, false, fmt.Errorf("inspect %s: %w", lock.QuoteKey(key), errors.ErrUnsupported)
 }

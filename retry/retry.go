@@ -155,7 +155,11 @@ func (c *config) acquire(ctx context.Context, l lock.Locker, key string, ttl tim
 	start := time.Now()
 	w, _ := l.(lock.Waiter)
 	var b *fullJitter // made at the first refusal: the uncontended path allocates nothing
-	woke := false     // the last wait was a WaitFree that returned early
+	// early counts the WaitFree calls in a row that returned before their
+	// bound and were followed by a refused attempt. A few are normal (two
+	// waiters wake on one release; one loses), many in a row mean a wait
+	// that returns at once: then one jittered sleep, so it cannot spin.
+	early := 0
 	for attempt := 1; ; attempt++ {
 		lk, err := l.Acquire(ctx, key, ttl)
 		if err == nil {
@@ -183,13 +187,15 @@ func (c *config) acquire(ctx context.Context, l lock.Locker, key string, ttl tim
 			wait, ceiling = min(wait, left), min(ceiling, left)
 		}
 		busy := errors.Is(err, lock.ErrLockNotAcquired)
-		fast := w != nil && busy && !woke
+		fast := w != nil && busy && early < maxEarlyWakes
 		if c.Logger != nil {
 			c.Logger.DebugContext(ctx, "dlock: retrying acquire",
 				slog.String("key", lock.QuoteKey(key)), slog.Int("attempt", attempt),
 				slog.Duration("wait", wait), slog.Bool("wait_for_release", fast), slog.Any("err", err))
 		}
-		woke = false
+		if !fast {
+			early = 0
+		}
 		if fast {
 			wctx, cancel := context.WithTimeout(ctx, ceiling)
 			werr := w.WaitFree(wctx, key)
@@ -199,7 +205,11 @@ func (c *config) acquire(ctx context.Context, l lock.Locker, key string, ttl tim
 			case ctx.Err() != nil:
 				return nil, stopped(ctx, key, attempt, start, err)
 			case werr == nil:
-				woke = !timedOut
+				if timedOut {
+					early = 0
+				} else {
+					early++
+				}
 				continue
 			case timedOut:
 				continue
@@ -213,6 +223,10 @@ func (c *config) acquire(ctx context.Context, l lock.Locker, key string, ttl tim
 		}
 	}
 }
+
+// maxEarlyWakes bounds the early returns from WaitFree in a row before a
+// jittered sleep.
+const maxEarlyWakes = 3
 
 // sleep waits for d or until ctx ends; it reports whether ctx is still
 // alive.
