@@ -81,5 +81,7 @@
 //     implemented (package retry polls with backoff).
 //
 // [Backend] implements [driver.Inspector]: who holds a key (owner and
-// identity), with which token, for how much longer.
+// identity), with which token, for how much longer; Lockers from [New]
+// expose it as [lock.Inspector]. [NewRecords] keeps package once's
+// completion records in Redis hashes beside the locks.
 package redislock

@@ -20,6 +20,7 @@ import (
 // [redis.Ring] and [redis.UniversalClient].
 type Client interface {
 	redis.Scripter
+	// Ping is used by [driver.Backend.Ping].
 	Ping(ctx context.Context) *redis.StatusCmd
 }
 
