@@ -1,0 +1,9 @@
+package bench
+
+import (
+	"testing"
+
+	"github.com/dlockgo/dlock/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
