@@ -19,9 +19,9 @@ type Options struct {
 	// rounded up to a power of two. More shards mean less contention
 	// between goroutines working on different keys. Default: 64.
 	Shards int
-	// Identity is stored with every lock taken by the Locker that [New]
-	// returns (see [lock.Options.Identity]).
-	Identity string
+	// Lock configures the [lock.Locker] that [New] returns (identity,
+	// clean-up timeout). [Store.NewLocker] takes its own.
+	Lock lock.Options
 }
 
 const defaultShards = 64
@@ -88,7 +88,7 @@ func New(opts *Options) (lock.Locker, error) {
 	}
 	var lo lock.Options
 	if opts != nil {
-		lo.Identity = opts.Identity
+		lo = opts.Lock
 	}
 	return s.NewLocker(&lo)
 }

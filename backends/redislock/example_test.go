@@ -17,7 +17,7 @@ func ExampleNew() {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer rdb.Close()
 
-	locker, err := redislock.New(rdb, &redislock.Options{Identity: "billing-1"})
+	locker, err := redislock.New(rdb, &redislock.Options{Lock: lock.Options{Identity: "billing-1"}})
 	if err != nil {
 		log.Fatal(err)
 	}

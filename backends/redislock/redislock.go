@@ -41,13 +41,10 @@ type Options struct {
 	// forever. Default: 1h.
 	FenceRetention time.Duration
 
-	// Identity is passed to [lock.Options.Identity]: it is stored with
-	// every lock and reported by [Backend.Inspect]. Used by [New] only.
-	Identity string
-
-	// CleanupTimeout is passed to [lock.Options.CleanupTimeout]. Used by
-	// [New] only.
-	CleanupTimeout time.Duration
+	// Lock configures the [lock.Locker] that [New] returns (identity,
+	// clean-up timeout); the identity is stored with every lock and
+	// reported by [Backend.Inspect]. [NewBackend] ignores it.
+	Lock lock.Options
 }
 
 // DefaultKeyPrefix is the [Options.KeyPrefix] used when none is given.
@@ -71,8 +68,7 @@ func New(client Client, opts *Options) (lock.Locker, error) {
 	}
 	var lo lock.Options
 	if opts != nil {
-		lo.Identity = opts.Identity
-		lo.CleanupTimeout = opts.CleanupTimeout
+		lo = opts.Lock
 	}
 	return lock.New(b, &lo)
 }
@@ -103,7 +99,7 @@ var (
 
 // NewBackend returns the Redis store as a [driver.Backend], for
 // [lock.New] and for tests. Use [New] unless you need the Backend itself.
-// [Options.Identity] and [Options.CleanupTimeout] are ignored.
+// [Options.Lock] is ignored.
 //
 // NewBackend returns [lock.ErrNilDatabaseClient] for a nil client and an
 // error for invalid options.

@@ -40,7 +40,7 @@ func TestNew_PrefixWithBraceIsRefused(t *testing.T) {
 			t.Errorf("KeyPrefix %q accepted", p)
 		}
 	}
-	if _, err := redislock.New(c, &redislock.Options{Identity: strings.Repeat("x", lock.MaxIdentityLength+1)}); err == nil {
+	if _, err := redislock.New(c, &redislock.Options{Lock: lock.Options{Identity: strings.Repeat("x", lock.MaxIdentityLength+1)}}); err == nil {
 		t.Error("an identity over the limit was accepted")
 	}
 }
@@ -235,7 +235,7 @@ func TestFence_OutlivesTheLockByTheRetention(t *testing.T) {
 func TestInspect_ReportsOwnerTokenAndTTL(t *testing.T) {
 	c := singleClient(t)
 	ctx := context.Background()
-	l := newLocker(t, c, &redislock.Options{Identity: "worker-7"})
+	l := newLocker(t, c, &redislock.Options{Lock: lock.Options{Identity: "worker-7"}})
 	b, err := redislock.NewBackend(c, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -358,7 +358,7 @@ func TestAcquire_CancellableContextTakesTheSameRoad(t *testing.T) {
 func TestLocker_InspectsThroughTheStore(t *testing.T) {
 	c := singleClient(t)
 	ctx := context.Background()
-	l := newLocker(t, c, &redislock.Options{Identity: "worker-9"})
+	l := newLocker(t, c, &redislock.Options{Lock: lock.Options{Identity: "worker-9"}})
 	in, ok := l.(lock.Inspector)
 	if !ok {
 		t.Fatal("the Locker does not implement lock.Inspector")
