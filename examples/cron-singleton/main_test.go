@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dlockgo/dlock/internal/leakcheck"
+	"github.com/dlockgo/dlock/internal/testenv"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a run.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+var tickLine = regexp.MustCompile(`(?m)^tick (\S+)  run by (\S+)  \(token (\d+)\)$`)
+
+func TestRun_InMemory(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	if err := run(context.Background(), &out, options{id: "a", duration: 4500 * time.Millisecond, keyPrefix: "t/"}); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	s := out.String()
+	ticks := tickLine.FindAllStringSubmatch(s, -1)
+	if len(ticks) < 2 {
+		t.Fatalf("%d ticks in 4.5s, want ≥ 2:\n%s", len(ticks), s)
+	}
+	var last uint64
+	for _, m := range ticks {
+		token, _ := strconv.ParseUint(m[3], 10, 64)
+		if m[2] != "a" || token <= last {
+			t.Errorf("tick line %q: want replica a and a token > %d", m[0], last)
+		}
+		last = token
+	}
+	for _, want := range []string{"store: in-memory", "DLOCK_URL=redis://", "a: stopped"} {
+		if !bytes.Contains([]byte(s), []byte(want)) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+}
+
+// TestRun_TwoReplicasOnRedis runs two copies against the real Redis: every
+// tick runs exactly once, on one of them.
+func TestRun_TwoReplicasOnRedis(t *testing.T) {
+	t.Parallel()
+	url := testenv.URL(t, testenv.Redis)
+	prefix := fmt.Sprintf("example-test/%d/", time.Now().UnixNano())
+	outs := make([]syncBuffer, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range outs {
+		wg.Go(func() {
+			errs[i] = run(context.Background(), &outs[i], options{url: url, id: fmt.Sprint("r", i), duration: 5 * time.Second, keyPrefix: prefix})
+		})
+	}
+	wg.Wait()
+	runs := map[string][]string{} // tick → replicas that ran it
+	for i := range outs {
+		if errs[i] != nil {
+			t.Fatalf("replica %d: %v\n%s", i, errs[i], outs[i].String())
+		}
+		for _, m := range tickLine.FindAllStringSubmatch(outs[i].String(), -1) {
+			runs[m[1]] = append(runs[m[1]], m[2])
+		}
+	}
+	if len(runs) < 2 {
+		t.Errorf("%d ticks in 5s, want ≥ 2:\n%s\n%s", len(runs), outs[0].String(), outs[1].String())
+	}
+	for tick, by := range runs {
+		if len(by) != 1 {
+			t.Errorf("tick %s ran %d times, by %v", tick, len(by), by)
+		}
+	}
+	t.Logf("ticks: %v", runs)
+}
