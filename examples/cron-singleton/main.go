@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/dlockgo/dlock/backends"
 	"github.com/dlockgo/dlock/cron"
@@ -26,25 +25,30 @@ import (
 
 // options are the command line, as run takes it.
 type options struct {
-	url       string        // the store; "" means mem://
-	id        string        // this replica's name
-	duration  time.Duration // 0: until Ctrl-C
-	keyPrefix string        // the scheduler's lock-key prefix
+	url       string // the store; "" means mem://
+	id        string // this replica's name
+	keyPrefix string // the scheduler's lock-key prefix
 }
 
 func main() {
 	o := options{url: os.Getenv("DLOCK_URL"), keyPrefix: "example/cron/"}
-	flag.StringVar(&o.id, "id", defaultID(), "this replica's name")
-	flag.DurationVar(&o.duration, "duration", 0, "stop after this long (default: at Ctrl-C)")
+	host, _ := os.Hostname()
+	flag.StringVar(&o.id, "id", fmt.Sprintf("%s/%d", host, os.Getpid()), "this replica's name")
+	duration := flag.Duration("duration", 0, "stop after this long (default: at Ctrl-C)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *duration > 0 {
+		ctx, stop = context.WithTimeout(ctx, *duration)
+		defer stop()
+	}
 	if err := run(ctx, os.Stdout, o); err != nil {
 		fmt.Fprintln(os.Stderr, "cron-singleton:", err)
 		os.Exit(1)
 	}
 }
 
+// run runs one replica's scheduler until ctx ends.
 func run(ctx context.Context, out io.Writer, o options) error {
 	locker, err := open(ctx, out, o)
 	if err != nil {
@@ -73,11 +77,6 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	}
 
 	fmt.Fprintf(out, "%s: job \"report\" @every 2s; ticks run by another replica are not shown\n", o.id)
-	if o.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.duration)
-		defer cancel()
-	}
 	if err := sched.Run(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
@@ -87,22 +86,15 @@ func run(ctx context.Context, out io.Writer, o options) error {
 
 // open connects to the store named by o.url, or to an in-memory one.
 func open(ctx context.Context, out io.Writer, o options) (lock.Locker, error) {
-	url := o.url
-	if url == "" {
-		url = "mem://"
-		fmt.Fprintln(out, "store: in-memory (this process only); to run several copies for real, set DLOCK_URL, e.g. DLOCK_URL=redis://127.0.0.1:16379")
-	} else {
-		fmt.Fprintln(out, "store:", backends.Redact(url))
+	if o.url == "" {
+		o.url = "mem://"
+		fmt.Fprintln(out, "in-memory store, this process only: set DLOCK_URL (e.g. redis://127.0.0.1:16379) to run several copies")
 	}
-	cfg, err := backends.ParseURL(url)
+	fmt.Fprintln(out, "store:", backends.Redact(o.url))
+	cfg, err := backends.ParseURL(o.url)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Identity = o.id
 	return backends.Open(ctx, cfg)
-}
-
-func defaultID() string {
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%s/%d", host, os.Getpid())
 }

@@ -38,14 +38,16 @@ var tickLine = regexp.MustCompile(`(?m)^tick (\S+)  run by (\S+)  \(token (\d+)\
 
 func TestRun_InMemory(t *testing.T) {
 	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	var out syncBuffer
-	if err := run(context.Background(), &out, options{id: "a", duration: 4500 * time.Millisecond, keyPrefix: "t/"}); err != nil {
+	if err := run(ctx, &out, options{id: "a", keyPrefix: "t/"}); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	s := out.String()
 	ticks := tickLine.FindAllStringSubmatch(s, -1)
 	if len(ticks) < 2 {
-		t.Fatalf("%d ticks in 4.5s, want ≥ 2:\n%s", len(ticks), s)
+		t.Fatalf("%d ticks in 5s, want ≥ 2:\n%s", len(ticks), s)
 	}
 	var last uint64
 	for _, m := range ticks {
@@ -55,7 +57,7 @@ func TestRun_InMemory(t *testing.T) {
 		}
 		last = token
 	}
-	for _, want := range []string{"store: in-memory", "DLOCK_URL=redis://", "a: stopped"} {
+	for _, want := range []string{"in-memory store", "set DLOCK_URL", "a: stopped"} {
 		if !bytes.Contains([]byte(s), []byte(want)) {
 			t.Errorf("output lacks %q:\n%s", want, s)
 		}
@@ -70,10 +72,12 @@ func TestRun_TwoReplicasOnRedis(t *testing.T) {
 	prefix := fmt.Sprintf("example-test/%d/", time.Now().UnixNano())
 	outs := make([]syncBuffer, 2)
 	errs := make([]error, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	var wg sync.WaitGroup
 	for i := range outs {
 		wg.Go(func() {
-			errs[i] = run(context.Background(), &outs[i], options{url: url, id: fmt.Sprint("r", i), duration: 5 * time.Second, keyPrefix: prefix})
+			errs[i] = run(ctx, &outs[i], options{url: url, id: fmt.Sprint("r", i), keyPrefix: prefix})
 		})
 	}
 	wg.Wait()
