@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -104,4 +107,62 @@ func TestRun_HandoverOnRedis(t *testing.T) {
 	}
 	t.Logf("handover in %v: term %d → %d", took, term0, term1)
 	cancels[1]()
+}
+
+// runBinary builds the command and runs it as a user would, on mem://, with
+// args; it sends Ctrl-C (SIGINT) once the output matches interruptAt (unless
+// nil), and returns the output once the command has exited with status 0.
+func runBinary(t *testing.T, interruptAt *regexp.Regexp, args ...string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	bin := filepath.Join(t.TempDir(), "example")
+	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "DLOCK_URL=")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	if interruptAt != nil {
+		for deadline := time.Now().Add(10 * time.Second); !interruptAt.MatchString(out.String()); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				<-exited
+				t.Fatalf("no %q within 10s:\n%s", interruptAt, out.String())
+			}
+		}
+		cmd.Process.Signal(os.Interrupt)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		t.Fatalf("still running after 15s:\n%s", out.String())
+	}
+	return out.String()
+}
+
+// TestBinary runs the command until it leads, then presses Ctrl-C: it
+// resigns and exits.
+func TestBinary(t *testing.T) {
+	t.Parallel()
+	out := runBinary(t, regexp.MustCompile(`x  elected, term 1`), "-id", "x")
+	if !strings.Contains(out, "x  term 1 over: leader: resigned") || !strings.Contains(out, "x  stopped") {
+		t.Errorf("output:\n%s", out)
+	}
 }
