@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -50,6 +51,7 @@ func main() {
 
 // run runs one replica's scheduler until ctx ends.
 func run(ctx context.Context, out io.Writer, o options) error {
+	logf := log.New(out, o.id+"  ", log.Ltime|log.Lmicroseconds|log.Lmsgprefix).Printf
 	locker, err := open(ctx, out, o)
 	if err != nil {
 		return err
@@ -69,18 +71,18 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	err = sched.AddJob("report", "@every 2s", func(ctx context.Context) error {
 		tick, _ := cron.TickFrom(ctx)
 		token, _ := lock.TokenFrom(ctx) // fence the job's writes with it
-		fmt.Fprintf(out, "tick %s  run by %s  (token %d)\n", tick.UTC().Format("15:04:05"), o.id, token)
+		logf("ran tick %s (token %d)", tick.UTC().Format("15:04:05"), token)
 		return nil
 	}, nil)
 	if err != nil {
 		return err
 	}
 
-	fmt.Fprintf(out, "%s: job \"report\" @every 2s; ticks run by another replica are not shown\n", o.id)
+	logf("job \"report\" @every 2s; the ticks that other replicas run are not shown here")
 	if err := sched.Run(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	fmt.Fprintf(out, "%s: stopped\n", o.id)
+	logf("stopped")
 	return nil
 }
 

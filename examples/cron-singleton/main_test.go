@@ -38,7 +38,8 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-var tickLine = regexp.MustCompile(`(?m)^tick (\S+)  run by (\S+)  \(token (\d+)\)$`)
+// tickLine matches a tick's run: [1] replica, [2] tick, [3] token.
+var tickLine = regexp.MustCompile(`(?m)^\S+ (\S+)  ran tick (\S+) \(token (\d+)\)$`)
 
 func TestRun_InMemory(t *testing.T) {
 	t.Parallel()
@@ -56,12 +57,12 @@ func TestRun_InMemory(t *testing.T) {
 	var last uint64
 	for _, m := range ticks {
 		token, _ := strconv.ParseUint(m[3], 10, 64)
-		if m[2] != "a" || token <= last {
+		if m[1] != "a" || token <= last {
 			t.Errorf("tick line %q: want replica a and a token > %d", m[0], last)
 		}
 		last = token
 	}
-	for _, want := range []string{"in-memory store", "set DLOCK_URL", "a: stopped"} {
+	for _, want := range []string{"in-memory store", "set DLOCK_URL", "a  stopped"} {
 		if !bytes.Contains([]byte(s), []byte(want)) {
 			t.Errorf("output lacks %q:\n%s", want, s)
 		}
@@ -91,7 +92,7 @@ func TestRun_TwoReplicasOnRedis(t *testing.T) {
 			t.Fatalf("replica %d: %v\n%s", i, errs[i], outs[i].String())
 		}
 		for _, m := range tickLine.FindAllStringSubmatch(outs[i].String(), -1) {
-			runs[m[1]] = append(runs[m[1]], m[2])
+			runs[m[2]] = append(runs[m[2]], m[1])
 		}
 	}
 	if len(runs) < 2 {
@@ -157,7 +158,7 @@ func runBinary(t *testing.T, interruptAt *regexp.Regexp, args ...string) string 
 func TestBinary(t *testing.T) {
 	t.Parallel()
 	out := runBinary(t, nil, "-id", "x", "-duration", "3s")
-	if !regexp.MustCompile(`(?m)^tick \S+  run by x  \(token 1\)$`).MatchString(out) || !strings.Contains(out, "x: stopped") {
+	if !regexp.MustCompile(`(?m)^\S+ x  ran tick \S+ \(token 1\)$`).MatchString(out) || !strings.Contains(out, "x  stopped") {
 		t.Errorf("output:\n%s", out)
 	}
 }
