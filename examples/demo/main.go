@@ -168,7 +168,7 @@ func run(out io.Writer, storeURL string, duration time.Duration) error {
 		if r != nil {
 			logf(r.name, "CRASH: the process dies; its connection to the store is cut")
 			r.crashed.Store(true)
-			r.conn.Cut()      // nothing it sends arrives any more
+			r.conn.Cut()     // nothing it sends arrives any more
 			r.locker.Close() // and its client closes, as the OS would close its sockets
 		}
 	})
