@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,29 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlockgo/dlock/internal/exampletest"
 	"github.com/dlockgo/dlock/internal/leakcheck"
 	"github.com/dlockgo/dlock/internal/testenv"
 )
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a run.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // tickLine matches a tick's run: [1] replica, [2] tick, [3] token.
 var tickLine = regexp.MustCompile(`(?m)^\S+ (\S+)  ran tick (\S+) \(token (\d+)\)$`)
@@ -45,7 +25,7 @@ func TestRun_InMemory(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var out syncBuffer
+	var out exampletest.Buffer
 	if err := run(ctx, &out, options{id: "a", keyPrefix: "t/"}); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
@@ -75,7 +55,7 @@ func TestRun_TwoReplicasOnRedis(t *testing.T) {
 	t.Parallel()
 	url := testenv.URL(t, testenv.Redis)
 	prefix := fmt.Sprintf("example-test/%d/", time.Now().UnixNano())
-	outs := make([]syncBuffer, 2)
+	outs := make([]exampletest.Buffer, 2)
 	errs := make([]error, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -106,58 +86,10 @@ func TestRun_TwoReplicasOnRedis(t *testing.T) {
 	t.Logf("ticks: %v", runs)
 }
 
-// runBinary builds the command and runs it as a user would, on mem://, with
-// args; it sends Ctrl-C (SIGINT) once the output matches interruptAt (unless
-// nil), and returns the output once the command has exited with status 0.
-func runBinary(t *testing.T, interruptAt *regexp.Regexp, args ...string) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the command")
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command")
-	}
-	bin := filepath.Join(t.TempDir(), "example")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "DLOCK_URL=")
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	if interruptAt != nil {
-		for deadline := time.Now().Add(10 * time.Second); !interruptAt.MatchString(out.String()); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				<-exited
-				t.Fatalf("no %q within 10s:\n%s", interruptAt, out.String())
-			}
-		}
-		cmd.Process.Signal(os.Interrupt)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("%v\n%s", err, out.String())
-		}
-	case <-time.After(15 * time.Second):
-		cmd.Process.Kill()
-		<-exited
-		t.Fatalf("still running after 15s:\n%s", out.String())
-	}
-	return out.String()
-}
-
 // TestBinary runs the command for -duration 3s: it runs a tick and exits.
 func TestBinary(t *testing.T) {
 	t.Parallel()
-	out := runBinary(t, nil, "-id", "x", "-duration", "3s")
+	out := exampletest.RunBinary(t, nil, "-id", "x", "-duration", "3s")
 	if !regexp.MustCompile(`(?m)^\S+ x  ran tick \S+ \(token 1\)$`).MatchString(out) || !strings.Contains(out, "x  stopped") {
 		t.Errorf("output:\n%s", out)
 	}

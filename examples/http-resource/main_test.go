@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -17,28 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlockgo/dlock/internal/exampletest"
 	"github.com/dlockgo/dlock/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a run.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 type reply struct {
 	status     int
@@ -73,7 +53,7 @@ func concurrently(t *testing.T, url, account string, n int) []reply {
 func TestRun_InMemory(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out exampletest.Buffer
 	const work = 200 * time.Millisecond
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, &out, options{id: "a", addr: "127.0.0.1:0", wait: time.Second, work: work}) }()
@@ -156,59 +136,11 @@ func TestBalances_RefuseStaleTokens(t *testing.T) {
 	}
 }
 
-// runBinary builds the command and runs it as a user would, on mem://, with
-// args; it sends Ctrl-C (SIGINT) once the output matches interruptAt (unless
-// nil), and returns the output once the command has exited with status 0.
-func runBinary(t *testing.T, interruptAt *regexp.Regexp, args ...string) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the command")
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command")
-	}
-	bin := filepath.Join(t.TempDir(), "example")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "DLOCK_URL=")
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	if interruptAt != nil {
-		for deadline := time.Now().Add(10 * time.Second); !interruptAt.MatchString(out.String()); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				<-exited
-				t.Fatalf("no %q within 10s:\n%s", interruptAt, out.String())
-			}
-		}
-		cmd.Process.Signal(os.Interrupt)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("%v\n%s", err, out.String())
-		}
-	case <-time.After(15 * time.Second):
-		cmd.Process.Kill()
-		<-exited
-		t.Fatalf("still running after 15s:\n%s", out.String())
-	}
-	return out.String()
-}
-
 // TestBinary runs the command until it serves, then presses Ctrl-C: it
 // exits.
 func TestBinary(t *testing.T) {
 	t.Parallel()
-	out := runBinary(t, regexp.MustCompile(`x  serving on http://127\.0\.0\.1:\d+ `), "-id", "x")
+	out := exampletest.RunBinary(t, regexp.MustCompile(`x  serving on http://127\.0\.0\.1:\d+ `), "-id", "x")
 	if !strings.Contains(out, "store: mem://") {
 		t.Errorf("output:\n%s", out)
 	}

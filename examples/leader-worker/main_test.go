@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,32 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlockgo/dlock/internal/exampletest"
 	"github.com/dlockgo/dlock/internal/leakcheck"
 	"github.com/dlockgo/dlock/internal/testenv"
 )
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a run.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // waitFor polls out until re matches, and returns the submatches.
-func waitFor(t *testing.T, out *syncBuffer, re *regexp.Regexp, within time.Duration) []string {
+func waitFor(t *testing.T, out *exampletest.Buffer, re *regexp.Regexp, within time.Duration) []string {
 	t.Helper()
 	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
@@ -54,7 +33,7 @@ func TestRun_InMemory(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
-	var out syncBuffer
+	var out exampletest.Buffer
 	if err := run(ctx, &out, options{id: "a", key: "t"}); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
@@ -74,7 +53,7 @@ func TestRun_HandoverOnRedis(t *testing.T) {
 	t.Parallel()
 	url := testenv.URL(t, testenv.Redis)
 	o := options{url: url, key: fmt.Sprintf("example-test/%d/leader", time.Now().UnixNano())}
-	var outs [2]syncBuffer
+	var outs [2]exampletest.Buffer
 	var cancels [2]context.CancelFunc
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -109,59 +88,11 @@ func TestRun_HandoverOnRedis(t *testing.T) {
 	cancels[1]()
 }
 
-// runBinary builds the command and runs it as a user would, on mem://, with
-// args; it sends Ctrl-C (SIGINT) once the output matches interruptAt (unless
-// nil), and returns the output once the command has exited with status 0.
-func runBinary(t *testing.T, interruptAt *regexp.Regexp, args ...string) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the command")
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command")
-	}
-	bin := filepath.Join(t.TempDir(), "example")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "DLOCK_URL=")
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	if interruptAt != nil {
-		for deadline := time.Now().Add(10 * time.Second); !interruptAt.MatchString(out.String()); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				<-exited
-				t.Fatalf("no %q within 10s:\n%s", interruptAt, out.String())
-			}
-		}
-		cmd.Process.Signal(os.Interrupt)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("%v\n%s", err, out.String())
-		}
-	case <-time.After(15 * time.Second):
-		cmd.Process.Kill()
-		<-exited
-		t.Fatalf("still running after 15s:\n%s", out.String())
-	}
-	return out.String()
-}
-
 // TestBinary runs the command until it leads, then presses Ctrl-C: it
 // resigns and exits.
 func TestBinary(t *testing.T) {
 	t.Parallel()
-	out := runBinary(t, regexp.MustCompile(`x  elected, term 1`), "-id", "x")
+	out := exampletest.RunBinary(t, regexp.MustCompile(`x  elected, term 1`), "-id", "x")
 	if !strings.Contains(out, "x  term 1 over: leader: resigned") || !strings.Contains(out, "x  stopped") {
 		t.Errorf("output:\n%s", out)
 	}
