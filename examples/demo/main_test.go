@@ -24,7 +24,7 @@ func summaryRow(t *testing.T, out, label string) string {
 
 func TestDemo_InMemory(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(&out, "", 8*time.Second); err != nil {
+	if err := run(&out, "", 10*time.Second); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	s := out.String()
@@ -44,7 +44,7 @@ func TestDemo_InMemory(t *testing.T) {
 
 func TestDemo_OnRealRedis(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(&out, testenv.URL(t, testenv.Redis), 8*time.Second); err != nil {
+	if err := run(&out, testenv.URL(t, testenv.Redis), 10*time.Second); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	s := out.String()
