@@ -68,8 +68,18 @@
 // context for a lock held a while, 5–10ms for one acquired just before); a
 // background health check ([Options.HealthInterval]) pings idle
 // sessions, which also finds connections that died silently, and Refresh is
-// a liveness check of the session. The server may free a lock slightly after
-// the holder was told it was lost, never before.
+// a liveness check of the session.
+//
+// When the server ends a session (pg_terminate_backend, a crash or restart),
+// it frees the session's locks at once, without waiting for the holder to
+// learn it: another client can take a lock a few milliseconds before its
+// old holder's context is cancelled. The reliability battery (torture/) saw
+// this for a lock acquired on a session while it was being terminated: the
+// holder was not told during its 7ms critical section, and another client
+// got the key after 4ms. Fence the writes the lock protects (see
+// docs/guarantees.md): the battery's fenced register refused the stale
+// write. (The loss of a session that pglock closes itself — Release after a
+// failed Refresh, Close — is of course reported before the server frees.)
 //
 // # TTL
 //
