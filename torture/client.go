@@ -24,6 +24,7 @@ const ClientEnv = "DLOCK_TORTURE_CLIENT"
 type ClientConfig struct {
 	Name     string
 	URL      string // lock store URL, without identity
+	Register string // URL of the store holding the fenced register
 	Keys     []string
 	Log      string // append-only log file
 	TTL      time.Duration
@@ -37,6 +38,7 @@ func (c ClientConfig) Env() []string {
 	return []string{
 		ClientEnv + "=" + c.Name,
 		"DLOCK_TORTURE_URL=" + c.URL,
+		"DLOCK_TORTURE_REGISTER=" + c.Register,
 		"DLOCK_TORTURE_KEYS=" + strings.Join(c.Keys, ","),
 		"DLOCK_TORTURE_LOG=" + c.Log,
 		"DLOCK_TORTURE_TTL=" + c.TTL.String(),
@@ -48,10 +50,11 @@ func (c ClientConfig) Env() []string {
 
 func configFromEnv() (ClientConfig, error) {
 	c := ClientConfig{
-		Name: os.Getenv(ClientEnv),
-		URL:  os.Getenv("DLOCK_TORTURE_URL"),
-		Keys: strings.Split(os.Getenv("DLOCK_TORTURE_KEYS"), ","),
-		Log:  os.Getenv("DLOCK_TORTURE_LOG"),
+		Name:     os.Getenv(ClientEnv),
+		URL:      os.Getenv("DLOCK_TORTURE_URL"),
+		Register: os.Getenv("DLOCK_TORTURE_REGISTER"),
+		Keys:     strings.Split(os.Getenv("DLOCK_TORTURE_KEYS"), ","),
+		Log:      os.Getenv("DLOCK_TORTURE_LOG"),
 	}
 	var err1, err2, err3, err4 error
 	c.TTL, err1 = time.ParseDuration(os.Getenv("DLOCK_TORTURE_TTL"))
@@ -102,7 +105,7 @@ func RunClient(ctx context.Context, c ClientConfig) error {
 	}
 	defer locker.Close()
 	octx, ocancel = context.WithTimeout(ctx, 10*time.Second)
-	reg, err := OpenRegister(octx, c.URL)
+	reg, err := OpenRegister(octx, c.Register)
 	ocancel()
 	if err != nil {
 		return err

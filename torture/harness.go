@@ -21,6 +21,8 @@ import (
 // Options configure a [Run].
 type Options struct {
 	URL        string        // lock store URL
+	Register   string        // URL of the fenced register's store; default URL
+	Restart    func() error  // restarts the store's server, for the restart fault
 	Clients    int           // client processes
 	Duration   time.Duration // how long clients start new acquisitions
 	Seed       uint64        // drives keys, work times and the nemesis
@@ -51,13 +53,16 @@ type proc struct {
 // [ClientEnv] set), runs the nemesis until the end, waits for the clients
 // and checks their logs.
 func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Register == "" {
+		o.Register = o.URL
+	}
 	rnd := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
 	run := fmt.Sprintf("r%d", o.Seed%1_000_000)
 	keys := make([]string, o.Keys)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("torture-%s-%x-k%d", run, time.Now().UnixNano()&0xffffff, i)
 	}
-	if err := PrepareRegister(ctx, o.URL, keys); err != nil {
+	if err := PrepareRegister(ctx, o.Register, keys); err != nil {
 		return nil, fmt.Errorf("prepare register: %w", err)
 	}
 	deadline := time.Now().Add(o.Duration)
@@ -70,7 +75,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		incarnation[i]++
 		name := fmt.Sprintf("%sc%d.%d", run, i, incarnation[i])
 		p := &proc{name: name, log: filepath.Join(o.Dir, name+".log"), done: make(chan struct{})}
-		cfg := ClientConfig{Name: name, URL: o.URL, Keys: keys, Log: p.log, TTL: o.TTL, MaxWork: o.MaxWork,
+		cfg := ClientConfig{Name: name, URL: o.URL, Register: o.Register, Keys: keys, Log: p.log, TTL: o.TTL, MaxWork: o.MaxWork,
 			Deadline: deadline, Seed: rnd.Uint64()}
 		p.cmd = exec.Command(os.Args[0], "-test.run=^$")
 		p.cmd.Env = append(os.Environ(), cfg.Env()...)
@@ -141,6 +146,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					note("cont", p.name, time.Now())
 				}
 				p.cmd.Process.Signal(syscall.SIGCONT)
+			case "restart":
+				// Noted before: the store forgets its locks when it dies.
+				note("restart", "store", time.Now())
+				if err := o.Restart(); err != nil {
+					nemErr = err
+				}
 			case "terminate":
 				t := time.Now()
 				var killed int

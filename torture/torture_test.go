@@ -4,7 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +18,7 @@ import (
 )
 
 var (
-	flagStore      = flag.String("store", "all", "redis, postgres, postgres-ttl, etcd, or all (a comma-separated list)")
+	flagStore      = flag.String("store", "all", "redis, postgres, postgres-ttl, etcd, redis-restart (a private redis-server without persistence), or all (a comma-separated list)")
 	flagClients    = flag.Int("clients", 4, "client processes per store")
 	flagDuration   = flag.Duration("duration", 5*time.Second, "how long clients start new acquisitions, per store")
 	flagSeed       = flag.Uint64("seed", 0, "seed of keys, work times and the nemesis; 0 = from the clock (logged)")
@@ -60,7 +63,7 @@ func storeURL(t *testing.T, store string) string {
 func TestTorture(t *testing.T) {
 	stores := strings.Split(*flagStore, ",")
 	if *flagStore == "all" {
-		stores = []string{"redis", "postgres", "postgres-ttl", "etcd"}
+		stores = []string{"redis", "postgres", "postgres-ttl", "etcd", "redis-restart"}
 	}
 	seed := *flagSeed
 	if seed == 0 {
@@ -69,7 +72,14 @@ func TestTorture(t *testing.T) {
 	t.Logf("seed %d (replay with -args -seed=%d)", seed, seed)
 	for _, store := range stores {
 		t.Run(store, func(t *testing.T) {
-			url := storeURL(t, store)
+			var url, register string
+			var restart func() error
+			if store == "redis-restart" {
+				register = storeURL(t, "redis") // the register must survive the restart
+				url, restart = privateRedis(t)
+			} else {
+				url = storeURL(t, store)
+			}
 			ttl := *flagTTL
 			if ttl == 0 {
 				ttl = 500 * time.Millisecond
@@ -83,6 +93,9 @@ func TestTorture(t *testing.T) {
 				faults = []string{"kill", "stop"}
 				if strings.HasPrefix(store, "postgres") {
 					faults = append(faults, "terminate")
+				}
+				if store == "redis-restart" {
+					faults = []string{"restart"}
 				}
 			case "none", "":
 			default:
@@ -104,7 +117,7 @@ func TestTorture(t *testing.T) {
 			defer cancel()
 			start := time.Now()
 			res, err := torture.Run(ctx, torture.Options{
-				URL: url, Clients: *flagClients, Duration: *flagDuration, Seed: seed, Keys: *flagKeys,
+				URL: url, Register: register, Restart: restart, Clients: *flagClients, Duration: *flagDuration, Seed: seed, Keys: *flagKeys,
 				TTL: ttl, MaxWork: *flagWork, Faults: faults, FaultEvery: every, Bound: *flagBound,
 				Dir: dir, Logf: t.Logf,
 			})
@@ -131,6 +144,10 @@ func TestTorture(t *testing.T) {
 					t.Logf("KNOWN ISSUE: "+msg, r.TerminateOverlaps)
 				}
 			}
+			if r.RestartOverlaps != 0 {
+				t.Logf("EXPECTED: %d overlaps after a restart of redis without persistence; fencing must catch them (stale writes accepted: %d)",
+					r.RestartOverlaps, r.StaleAccepted)
+			}
 			if r.Unterminated != 0 {
 				t.Errorf("%d sections without an end", r.Unterminated)
 			}
@@ -143,10 +160,63 @@ func summary(store string, clients int, r *torture.Report, took time.Duration) s
 	if v := r.Bound95(); v >= 0 {
 		b = fmt.Sprintf("%.2g", v)
 	}
-	return fmt.Sprintf("RESULT store=%s clients=%d acquisitions=%d faults=%v overlaps=%d terminate-overlaps=%d pause-overlaps=%d max-pause-window=%v "+
+	return fmt.Sprintf("RESULT store=%s clients=%d acquisitions=%d faults=%v overlaps=%d restart-overlaps=%d terminate-overlaps=%d pause-overlaps=%d max-pause-window=%v "+
 		"token-regressions=%d writes=%d rejected=%d write-errors=%d stale-accepted=%d losses=%d p99-signal=%v "+
 		"max-after-loss=%v late-work=%d max-takeover-after-kill=%v bound95=%s took=%v",
-		store, clients, r.Acquisitions, r.Faults, r.Overlaps, r.TerminateOverlaps, r.PauseOverlaps, r.MaxPauseWindow.Round(time.Microsecond),
+		store, clients, r.Acquisitions, r.Faults, r.Overlaps, r.RestartOverlaps, r.TerminateOverlaps, r.PauseOverlaps, r.MaxPauseWindow.Round(time.Microsecond),
 		r.TokenRegressions, r.Writes, r.Rejected, r.WriteErrors, r.StaleAccepted, r.Losses, r.P99Signal().Round(time.Microsecond),
 		r.MaxAfterLoss.Round(time.Microsecond), r.LateWork, r.MaxTakeover.Round(time.Millisecond), b, took.Round(time.Millisecond))
+}
+
+// privateRedis starts a redis-server of the test's own, without persistence,
+// on a free port, and returns its URL and a function that kills it (-9) and
+// starts it again on the same port. The shared server is never touched.
+func privateRedis(t *testing.T) (string, func() error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server not found")
+		}
+		t.Skip("redis-server not found")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := t.TempDir()
+	var cmd *exec.Cmd
+	var done chan struct{}
+	start := func() error {
+		cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		done = make(chan struct{})
+		c, d := cmd, done
+		go func() { c.Wait(); close(d) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if conn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+				conn.Close()
+				return nil
+			}
+			time.Sleep(5 * time.Millisecond) // polling with a deadline
+		}
+		return fmt.Errorf("private redis-server on port %d did not start", port)
+	}
+	stop := func() {
+		cmd.Process.Kill()
+		<-done
+	}
+	if err := start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	restart := func() error {
+		stop()
+		return start()
+	}
+	return fmt.Sprintf("redis://127.0.0.1:%d/0", port), restart
 }
