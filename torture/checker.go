@@ -170,7 +170,8 @@ type Report struct {
 	LateWork     int
 	MaxAfterLoss time.Duration
 	// SignalLatencies are the times from a fault (SIGCONT after a pause,
-	// pg_terminate_backend) to the loss signal of the section it hit.
+	// pg_terminate_backend, a store restart) to the loss signal of the
+	// section it hit.
 	SignalLatencies []time.Duration
 	// Faults counts nemesis events by kind (kill, stop, terminate).
 	Faults map[string]int
@@ -204,10 +205,11 @@ func (r *Report) P99Signal() time.Duration {
 
 // Bound95 is the 95% upper bound 3/n on the rate of overlapping
 // acquisitions when none was seen in n (the rule of three), or -1 when
-// there were overlaps (Overlaps or TerminateOverlaps; pause and restart
-// overlaps are outside what a lease can promise) or no acquisitions.
+// there were overlaps (Overlaps, TerminateOverlaps or RestartOverlaps;
+// pause overlaps are outside what a lease can promise and are not
+// counted) or no acquisitions.
 func (r *Report) Bound95() float64 {
-	if r.Overlaps > 0 || r.TerminateOverlaps > 0 || r.Acquisitions == 0 {
+	if r.Overlaps > 0 || r.TerminateOverlaps > 0 || r.RestartOverlaps > 0 || r.Acquisitions == 0 {
 		return -1
 	}
 	return 3 / float64(r.Acquisitions)
@@ -340,6 +342,11 @@ func Check(clients [][]Event, nemesis []Event, bound time.Duration) *Report {
 		for _, t := range terminates {
 			if t.Client == s.client && t.T >= s.acqStart && t.T <= s.lost && t.T > from {
 				from = t.T
+			}
+		}
+		for _, t := range restarts {
+			if t >= s.enter && t <= s.lost && t > from {
+				from = t
 			}
 		}
 		if from != 0 {

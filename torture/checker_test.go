@@ -171,7 +171,7 @@ func TestCheck_RestartOverlapsAreCountedApart(t *testing.T) {
 	r := check(t, "restart store 15\n",
 		"enter k a 1 0 10\nwrite k a 1 25 26 rejected\nlost k a 1 27\nexit k a 1 28",
 		"enter k b 2 18 20\nwrite k b 2 21 22 ok\nexit k b 2 40")
-	if r.Overlaps != 0 || r.RestartOverlaps != 1 || r.Rejected != 1 || r.StaleAccepted != 0 || r.Faults["restart"] != 1 {
+	if r.Overlaps != 0 || r.RestartOverlaps != 1 || r.Bound95() != -1 || r.P99Signal() != 12 || r.Rejected != 1 || r.StaleAccepted != 0 || r.Faults["restart"] != 1 {
 		t.Fatalf("report %+v", r)
 	}
 }
