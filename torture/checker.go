@@ -151,8 +151,8 @@ type Report struct {
 	// Overlaps so that the two can be judged separately.
 	TerminateOverlaps int
 	// RestartOverlaps counts overlaps that began after a restart of the
-	// store's server (without persistence) during the earlier section: the
-	// store forgot the lock. Expected for such a store; fencing must catch
+	// store's server (without persistence) that came after the earlier
+	// section's acquire started: the store forgot the lock. Expected for such a store; fencing must catch
 	// the stale writes (StaleAccepted must still be 0).
 	RestartOverlaps int
 	// TokenRegressions counts pairs of sections on one key where the later
@@ -387,7 +387,7 @@ func Check(clients [][]Event, nemesis []Event, bound time.Duration) *Report {
 			g := &segs[i]
 			if prev != nil && prev.s != g.s && g.start < prev.end {
 				end := min(g.end, prev.end)
-				if restarted(prev.s.enter, g.start, restarts) {
+				if restarted(prev.s.acqStart, g.start, restarts) {
 					r.RestartOverlaps++
 				} else if terminated(g.s, terminates) || terminated(prev.s, terminates) {
 					r.TerminateOverlaps++

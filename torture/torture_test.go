@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,6 +30,7 @@ var (
 	flagFaultEvery = flag.Duration("fault-every", 0, "time between faults; 0 = about 6 faults per run")
 	flagBound      = flag.Duration("bound", 250*time.Millisecond, "how long a client may go on after its loss signal")
 	flagKeep       = flag.Bool("keep", false, "keep the logs (their directory is logged)")
+	flagCheckDir   = flag.String("check-dir", "", "TestCheckDir: check the logs kept (-keep) in this directory again")
 	flagStrict     = flag.Bool("strict", false, "fail on overlaps after pg_terminate_backend too (a known pglock issue, see docs/reliability.md)")
 )
 
@@ -152,6 +154,40 @@ func TestTorture(t *testing.T) {
 				t.Errorf("%d sections without an end", r.Unterminated)
 			}
 		})
+	}
+}
+
+// TestCheckDir runs the checker again on the logs of a run kept with -keep.
+func TestCheckDir(t *testing.T) {
+	if *flagCheckDir == "" {
+		t.Skip("no -check-dir")
+	}
+	paths, err := filepath.Glob(filepath.Join(*flagCheckDir, "*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs [][]torture.Event
+	var nemesis []torture.Event
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := torture.Parse(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filepath.Base(p) == "nemesis.log" {
+			nemesis = evs
+		} else {
+			logs = append(logs, evs)
+		}
+	}
+	r := torture.Check(logs, nemesis, *flagBound)
+	t.Logf("%s", summary(*flagCheckDir, len(logs), r, 0))
+	for _, e := range r.Examples {
+		t.Logf("  %s", e)
 	}
 }
 
