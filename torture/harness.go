@@ -116,8 +116,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var nemErr error
 	if len(o.Faults) > 0 {
 		for n := 0; ; n++ {
+			fault := o.Faults[n%len(o.Faults)]
 			next := time.Now().Add(o.FaultEvery)
-			if next.Add(pause).After(deadline) {
+			need := o.TTL // room for the fault to play out before the end
+			if fault == "stop" {
+				need = pause
+			}
+			if next.Add(need).After(deadline) {
 				break
 			}
 			select {
@@ -125,7 +130,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-			fault := o.Faults[n%len(o.Faults)]
 			i := pickHolder(rnd, slots)
 			p := slots[i]
 			switch fault {
