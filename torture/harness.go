@@ -228,11 +228,6 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-func firstLines(b []byte, n int) string {
-	lines := strings.SplitN(string(b), "\n", n+1)
-	return strings.Join(lines[:min(n, len(lines))], " | ")
-}
-
 // pickHolder picks a client whose log says it holds a lock (its last line
 // is enter or write), or any client when none does after a few tries.
 func pickHolder(rnd *rand.Rand, slots []*proc) int {
@@ -280,6 +275,3 @@ func waitStopped(pid int, limit time.Duration) bool {
 	}
 	return false
 }
-
-// StoreName is a short name for a lock URL.
-func StoreName(rawURL string) string { return storeName(rawURL) }

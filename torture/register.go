@@ -3,7 +3,6 @@ package torture
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/dlockgo/dlock/backends"
@@ -21,6 +20,7 @@ import (
 type Register interface {
 	// Write offers token for key and reports whether it was accepted.
 	Write(ctx context.Context, key string, token uint64) (bool, error)
+	// Close closes the register's client.
 	Close() error
 }
 
@@ -143,12 +143,3 @@ func (r etcdRegister) Write(ctx context.Context, key string, token uint64) (bool
 }
 
 func (r etcdRegister) Close() error { return r.c.Close() }
-
-// storeName is a short name for a lock URL, for logs and reports.
-func storeName(rawURL string) string {
-	s, _, _ := strings.Cut(rawURL, "://")
-	if strings.Contains(rawURL, "dlock_enforce_ttl=true") {
-		s += "-ttl"
-	}
-	return s
-}
