@@ -1,0 +1,277 @@
+package torture
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dlockgo/dlock/backends"
+	"github.com/jackc/pgx/v5"
+)
+
+// Options configure a [Run].
+type Options struct {
+	URL        string        // lock store URL
+	Register   string        // URL of the fenced register's store; default URL
+	Restart    func() error  // restarts the store's server, for the restart fault
+	Clients    int           // client processes
+	Duration   time.Duration // how long clients start new acquisitions
+	Seed       uint64        // drives keys, work times and the nemesis
+	Keys       int           // distinct lock keys
+	TTL        time.Duration // lock TTL
+	MaxWork    time.Duration // work time is uniform in [0, MaxWork]
+	Faults     []string      // kill, stop, terminate
+	FaultEvery time.Duration // time between faults
+	Bound      time.Duration // allowed work after a loss signal
+	Dir        string        // logs go here
+	Logf       func(format string, args ...any)
+}
+
+// Result is a run's report and what was run.
+type Result struct {
+	*Report
+	Opts Options
+}
+
+type proc struct {
+	name string
+	log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Run spawns the clients (the running binary, re-executed with
+// [ClientEnv] set), runs the nemesis until the end, waits for the clients
+// and checks their logs.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Register == "" {
+		o.Register = o.URL
+	}
+	rnd := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
+	run := fmt.Sprintf("r%d", o.Seed%1_000_000)
+	keys := make([]string, o.Keys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("torture-%s-%x-k%d", run, time.Now().UnixNano()&0xffffff, i)
+	}
+	if err := PrepareRegister(ctx, o.Register, keys); err != nil {
+		return nil, fmt.Errorf("prepare register: %w", err)
+	}
+	deadline := time.Now().Add(o.Duration)
+
+	var mu sync.Mutex
+	slots := make([]*proc, o.Clients)
+	var all []*proc
+	incarnation := make([]int, o.Clients)
+	spawn := func(i int) (*proc, error) {
+		incarnation[i]++
+		name := fmt.Sprintf("%sc%d.%d", run, i, incarnation[i])
+		p := &proc{name: name, log: filepath.Join(o.Dir, name+".log"), done: make(chan struct{})}
+		cfg := ClientConfig{Name: name, URL: o.URL, Register: o.Register, Keys: keys, Log: p.log, TTL: o.TTL, MaxWork: o.MaxWork,
+			Deadline: deadline, Seed: rnd.Uint64()}
+		p.cmd = exec.Command(os.Args[0], "-test.run=^$")
+		p.cmd.Env = append(os.Environ(), cfg.Env()...)
+		errf, err := os.Create(filepath.Join(o.Dir, name+".err"))
+		if err != nil {
+			return nil, err
+		}
+		p.cmd.Stdout, p.cmd.Stderr = errf, errf
+		if err := p.cmd.Start(); err != nil {
+			errf.Close()
+			return nil, err
+		}
+		go func() { p.cmd.Wait(); errf.Close(); close(p.done) }()
+		mu.Lock()
+		slots[i] = p
+		all = append(all, p)
+		mu.Unlock()
+		return p, nil
+	}
+	for i := range o.Clients {
+		if _, err := spawn(i); err != nil {
+			return nil, err
+		}
+	}
+
+	var nemesis bytes.Buffer
+	note := func(op, client string, t time.Time) {
+		nemesis.WriteString(Format(Event{Op: op, Client: client, T: t.UnixNano()}) + "\n")
+	}
+	var pg *pgx.Conn
+	if cfg, err := backends.ParseURL(o.URL); err == nil && cfg.Store == backends.Postgres && contains(o.Faults, "terminate") {
+		if pg, err = pgx.Connect(ctx, cfg.PostgresDSN); err != nil {
+			return nil, err
+		}
+		defer pg.Close(context.WithoutCancel(ctx))
+	}
+	pause := 2*o.TTL + 200*time.Millisecond
+	var nemErr error
+	if len(o.Faults) > 0 {
+		for n := 0; ; n++ {
+			fault := o.Faults[n%len(o.Faults)]
+			next := time.Now().Add(o.FaultEvery)
+			need := o.TTL // room for the fault to play out before the end
+			if fault == "stop" {
+				need = pause
+			}
+			if next.Add(need).After(deadline) {
+				break
+			}
+			select {
+			case <-time.After(time.Until(next)):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			i := pickHolder(rnd, slots)
+			p := slots[i]
+			switch fault {
+			case "kill":
+				// The time is taken when kill(2) returns: the process runs no
+				// more user code after that, though it is reaped later.
+				p.cmd.Process.Signal(syscall.SIGKILL)
+				note("kill", p.name, time.Now())
+				<-p.done
+				if _, err := spawn(i); err != nil {
+					nemErr = err
+				}
+			case "stop":
+				p.cmd.Process.Signal(syscall.SIGSTOP)
+				if waitStopped(p.cmd.Process.Pid, time.Second) {
+					note("stop", p.name, time.Now())
+					time.Sleep(pause) // the fault itself: frozen for longer than the TTL
+					note("cont", p.name, time.Now())
+				}
+				p.cmd.Process.Signal(syscall.SIGCONT)
+			case "restart":
+				// Noted before: the store forgets its locks when it dies.
+				note("restart", "store", time.Now())
+				if err := o.Restart(); err != nil {
+					nemErr = err
+				}
+			case "terminate":
+				t := time.Now()
+				var killed int
+				err := pg.QueryRow(ctx, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+					WHERE application_name = $1) s`, "dlock:"+p.name).Scan(&killed)
+				if err != nil {
+					nemErr = err
+				} else if killed > 0 {
+					note("terminate", p.name, t)
+				}
+			}
+		}
+	}
+
+	// Wait for the clients: each finishes its section after the deadline.
+	grace := time.NewTimer(time.Until(deadline) + 10*o.TTL + o.MaxWork + 15*time.Second)
+	defer grace.Stop()
+	mu.Lock()
+	procs := append([]*proc(nil), all...)
+	mu.Unlock()
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-grace.C:
+			grace.Reset(0)
+			p.cmd.Process.Signal(syscall.SIGKILL)
+			note("kill", p.name, time.Now())
+			<-p.done
+			if o.Logf != nil {
+				o.Logf("client %s did not finish; killed", p.name)
+			}
+		}
+	}
+	os.WriteFile(filepath.Join(o.Dir, "nemesis.log"), nemesis.Bytes(), 0o644)
+
+	var logs [][]Event
+	for _, p := range procs {
+		f, err := os.Open(p.log)
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue
+			}
+			return nil, err
+		}
+		evs, err := Parse(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.log, err)
+		}
+		logs = append(logs, evs)
+		if o.Logf != nil {
+			if b, _ := os.ReadFile(filepath.Join(o.Dir, p.name+".err")); len(b) > 0 {
+				o.Logf("client %s wrote %d bytes to stderr (%s)", p.name, len(b), filepath.Join(o.Dir, p.name+".err"))
+			}
+		}
+	}
+	nem, err := Parse(&nemesis)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Report: Check(logs, nem, o.Bound), Opts: o}, nemErr
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// pickHolder picks a client whose log says it holds a lock (its last line
+// is enter or write), or any client when none does after a few tries.
+func pickHolder(rnd *rand.Rand, slots []*proc) int {
+	for range 20 {
+		i := rnd.IntN(len(slots))
+		if holding(slots[i].log) {
+			return i
+		}
+	}
+	return rnd.IntN(len(slots))
+}
+
+func holding(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	off := max(st.Size()-256, 0)
+	buf := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && err != io.EOF {
+		return false
+	}
+	lines := strings.Split(strings.TrimRight(string(buf), "\n"), "\n")
+	last := lines[len(lines)-1]
+	return strings.HasPrefix(last, "enter ") || strings.HasPrefix(last, "write ")
+}
+
+// waitStopped polls /proc until pid is in state T (stopped).
+func waitStopped(pid int, limit time.Duration) bool {
+	end := time.Now().Add(limit)
+	for time.Now().Before(end) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return false
+		}
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && (b[i+2] == 'T' || b[i+2] == 't') {
+			return true
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return false
+}
