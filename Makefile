@@ -2,7 +2,7 @@
 #   make demo   the demo, on the in-memory store, no servers needed
 #   make test   the whole suite against real Redis, PostgreSQL and etcd
 
-.PHONY: demo test bench fuzz services-start services-stop
+.PHONY: demo test bench torture fuzz services-start services-stop
 
 demo:
 	go run ./examples/demo
@@ -14,6 +14,11 @@ test:
 # one run (see docs/benchmarks.md).
 bench:
 	scripts/bench.sh
+
+# The reliability battery's long runs: 8 client processes per store, faults
+# every 1.5 s (etcd: 200 s, every 3 s). See docs/reliability.md.
+torture:
+	scripts/torture.sh
 
 # Fuzz the key path for FUZZTIME (default 60s).
 FUZZTIME ?= 60s
