@@ -225,7 +225,9 @@ func openEtcd(ctx context.Context, cfg *backends.Config) (lock.Locker, error) {
 	}
 	b, err := etcdlock.NewBackend(client, &etcdlock.Options{KeyPrefix: cfg.Prefix})
 	if err == nil {
-		err = b.Ping(ctx)
+		pctx, cancel := context.WithTimeout(ctx, dial)
+		err = b.Ping(pctx)
+		cancel()
 		if err != nil {
 			b.Close()
 		}
