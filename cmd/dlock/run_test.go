@@ -93,6 +93,9 @@ func TestRun_WaitRunsBothOneAfterTheOther(t *testing.T) {
 			if code := p.wait(25 * time.Second); code != 0 {
 				t.Fatalf("dlock run --wait: exit %d; stderr: %s", code, p.stderr)
 			}
+			if strings.Contains(p.stderr.String(), "waiting") {
+				t.Errorf("a status line on a stderr that is not a terminal: %q", p.stderr)
+			}
 		}
 		data, _ := os.ReadFile(log)
 		lines := strings.Split(strings.TrimSpace(string(data)), "\n")

@@ -28,7 +28,7 @@ func startStatus(ctx context.Context, w io.Writer, l lock.Locker, key string) *s
 		for {
 			who := describeHolder(ctx, l, key)
 			if who == "" {
-				who = " (holder unknown)"
+				who = " (holder unknown, or just released)"
 			} else {
 				who = " — held" + who
 			}
