@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os/signal"
 	"syscall"
 	"time"
@@ -70,7 +71,25 @@ func (e env) leader(args []string) int {
 		return e.fail("leader", cfg, exitStore, err)
 	}
 	defer l.Close()
-	el, err := leader.New(l, *key, &leader.Options{Identity: cfg.Identity, TTL: *ttl})
+	// The elector keeps campaigning through store failures; say so.
+	var logger *slog.Logger
+	if !c.quiet {
+		logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{
+			Level: slog.LevelWarn,
+			ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+				if len(groups) == 0 && a.Key == slog.TimeKey {
+					return slog.Attr{}
+				}
+				if a.Key == "err" {
+					if err, ok := a.Value.Any().(error); ok {
+						return slog.String("err", oneLine(err, cfg))
+					}
+				}
+				return a
+			},
+		}))
+	}
+	el, err := leader.New(l, *key, &leader.Options{Identity: cfg.Identity, TTL: *ttl, Logger: logger})
 	if err != nil {
 		return e.fail("leader", cfg, exitUsage, err)
 	}
