@@ -16,7 +16,8 @@
 // alive with [lock.Hold] while the command runs, and passes DLOCK_KEY and
 // DLOCK_TOKEN (the fencing token) in the command's environment. leader runs
 // the command only while this process leads the election K (package
-// leader). ls lists held locks on the stores that can (Redis, etcd).
+// leader). ls lists held locks on the stores that can (Redis, etcd, and
+// PostgreSQL for holders that record themselves).
 //
 // # What it promises, and what not
 //
@@ -32,8 +33,9 @@
 //
 // The holder's identity (--identity, default hostname/pid) is stored with
 // the lock so that ls and the waiting status line can name it. With
-// PostgreSQL this needs ?dlock_record_holders=true in the URL of the holder;
-// PostgreSQL cannot list keys, as its advisory locks are taken on a hash.
+// PostgreSQL this needs ?dlock_record_holders=true in the URL of the
+// holders (and of ls): its advisory locks are taken on a hash of the key,
+// so only holders that record themselves can be named or listed.
 //
 // Exit status: the command's own when it ran (128+N when killed by signal
 // N); 64 usage; 69 store error; 75 busy (--busy-code); 78 lock lost; 126

@@ -21,9 +21,11 @@ const lsHelp = `Usage: dlock ls [--prefix P] [--json]
 Lists the locks held now in the store: key, holder identity, fencing token
 and the TTL left, sorted by key. Redis (SCAN), etcd (a range read) and
 mem:// can list; mem:// lives in one process, so dlock ls always finds it
-empty. PostgreSQL advisory locks are taken on a hash of the key, so the
-keys cannot be listed (exit 69); ask for one key's holder with 'dlock run'
-instead.
+empty. PostgreSQL takes its advisory locks on a hash of the key: it lists
+only the locks of holders that record themselves, i.e. that were started
+with ?dlock_record_holders=true in their URL (and the TTL shown is 0 unless
+they also use ?dlock_enforce_ttl=true); without it in the URL of ls, ls
+exits 69.
 
 Examples:
   dlock ls --url redis://10.0.0.5:6379
@@ -70,7 +72,11 @@ func (e env) ls(args []string) int {
 		return true
 	})
 	if errors.Is(err, errors.ErrUnsupported) {
-		return e.fail("ls", cfg, exitStore, fmt.Errorf("the %s store cannot list held locks", cfg.Store))
+		why := ""
+		if cfg.Store == backends.Postgres {
+			why = " without ?dlock_record_holders=true in the URL"
+		}
+		return e.fail("ls", cfg, exitStore, fmt.Errorf("the %s store cannot list held locks%s", cfg.Store, why))
 	}
 	if err != nil {
 		return e.fail("ls", cfg, exitStore, err)

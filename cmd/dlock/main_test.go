@@ -69,7 +69,7 @@ func stores() []func(t *testing.T) store {
 			if strings.Contains(u, "?") {
 				sep = "&"
 			}
-			return store{name: "postgres", url: u + sep + "dlock_record_holders=true", freesOnDeath: true}
+			return store{name: "postgres", url: u + sep + "dlock_record_holders=true", canList: true, freesOnDeath: true}
 		},
 		func(t *testing.T) store {
 			u := testenv.URL(t, testenv.Etcd)
