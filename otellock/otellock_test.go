@@ -61,7 +61,7 @@ func (tel *telemetry) spanLines() []string {
 	for _, s := range tel.spans.Ended() {
 		attrs := make([]string, 0, len(s.Attributes()))
 		for _, kv := range s.Attributes() {
-			attrs = append(attrs, string(kv.Key)+"="+kv.Value.Emit())
+			attrs = append(attrs, string(kv.Key)+"="+kv.Value.String())
 		}
 		slices.Sort(attrs)
 		st := s.Status().Code.String()

@@ -93,15 +93,6 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) isFree(t *testing.T) bool {
-	t.Helper()
-	_, held, err := f.store.Backend().Inspect(context.Background(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return !held
-}
-
 func secs(s ...float64) []time.Duration {
 	out := make([]time.Duration, len(s))
 	for i, v := range s {

@@ -6,6 +6,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 stop() { scripts/services.sh stop || true; }
 trap stop EXIT
+# etcd keeps its data on disk for benchmarks (tests keep it in /dev/shm):
+# a started etcd is left as it is, so stop the services first for this.
+export DLOCK_ETCD_DISK=1
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
 

@@ -76,24 +76,6 @@ func (c *rpcCounter) grantedLeases() []int64 {
 	return append([]int64(nil), c.leases...)
 }
 
-// waitFor polls until method was called n times since the last take.
-func (c *rpcCounter) waitFor(t testing.TB, method string, n int) {
-	t.Helper()
-	eventually(t, 5*time.Second, method+" called", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.calls[method] >= n
-	})
-}
-
-func total(m map[string]int) int {
-	n := 0
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
-
 // newClient connects to the etcd endpoints in the variable name (a
 // comma-separated host:port list) and closes the client after the test.
 func newClient(t testing.TB, name string, counter *rpcCounter) *clientv3.Client {

@@ -69,7 +69,7 @@ func FuzzKeyID(f *testing.F) {
 		if got, want := pglock.KeyID(ns1, key1), int64(binary.BigEndian.Uint64(sum[:8])); got != want {
 			t.Fatalf("KeyID(%q, %q) = %d, want %d", ns1, key1, got, want)
 		}
-		if pglock.KeyID(ns1, key1) != pglock.KeyID(ns1, key1) {
+		if again := pglock.KeyID(ns1, key1); again != pglock.KeyID(ns1, key1) {
 			t.Fatal("KeyID is not deterministic")
 		}
 		if (ns1 != ns2 || key1 != key2) && string(encode(ns1, key1)) == string(encode(ns2, key2)) {

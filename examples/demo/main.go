@@ -49,10 +49,11 @@ const replicas = 3
 // the demo can cut, to simulate a crash), its own elector, scheduler and
 // HTTP server.
 type replica struct {
-	name   string
-	conn   *locktest.Faulty
-	locker lock.Locker
-	url    string // its HTTP server
+	name    string
+	conn    *locktest.Faulty
+	locker  lock.Locker
+	url     string // its HTTP server
+	crashed atomic.Bool
 }
 
 // stats is what the summary reports.
@@ -165,8 +166,10 @@ func run(out io.Writer, storeURL string, duration time.Duration) error {
 		r := s.current
 		s.mu.Unlock()
 		if r != nil {
-			logf(r.name, "CRASH: its connection to the store is cut (the lease will run out)")
-			r.conn.Cut()
+			logf(r.name, "CRASH: the process dies; its connection to the store is cut")
+			r.crashed.Store(true)
+			r.conn.Cut()     // nothing it sends arrives any more
+			r.locker.Close() // and its client closes, as the OS would close its sockets
 		}
 	})
 
@@ -193,12 +196,17 @@ func run(out io.Writer, storeURL string, duration time.Duration) error {
 
 	// 4. Per-resource HTTP middleware: a server per replica.
 	for _, r := range reps {
-		srv, url, err := serve(r, s, logf)
+		srv, url, err := serve(r, s, logf, run)
 		if err != nil {
 			return err
 		}
 		r.url = url
-		defer srv.Close()
+		defer func() {
+			// Let handlers finish and release their locks.
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+		}()
 	}
 	wg.Go(func() { fireRequests(ctx, reps, s, logf, duration) })
 
@@ -207,7 +215,7 @@ func run(out io.Writer, storeURL string, duration time.Duration) error {
 }
 
 // serve starts r's HTTP server on a free loopback port.
-func serve(r *replica, s *stats, logf func(string, string, ...any)) (*http.Server, string, error) {
+func serve(r *replica, s *stats, logf func(string, string, ...any), run string) (*http.Server, string, error) {
 	mux := http.NewServeMux()
 	handler := func(w http.ResponseWriter, req *http.Request) {
 		id := req.PathValue("id")
@@ -227,8 +235,8 @@ func serve(r *replica, s *stats, logf func(string, string, ...any)) (*http.Serve
 		s.inFlight[id]--
 		s.mu.Unlock()
 	}
-	waiting := httpmw.New(r.locker, &httpmw.Options{PathValue: "id", Wait: 10 * time.Second, KeyPrefix: "demo-http/"})
-	failFast := httpmw.New(r.locker, &httpmw.Options{PathValue: "id", KeyPrefix: "demo-http/"})
+	waiting := httpmw.New(r.locker, &httpmw.Options{PathValue: "id", Wait: 10 * time.Second, KeyPrefix: run + "http/"})
+	failFast := httpmw.New(r.locker, &httpmw.Options{PathValue: "id", KeyPrefix: run + "http/"})
 	mux.Handle("POST /accounts/{id}/transfers", waiting(http.HandlerFunc(handler)))
 	mux.Handle("POST /accounts/{id}/transfers/now", failFast(http.HandlerFunc(handler)))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -257,8 +265,14 @@ func fireRequests(ctx context.Context, reps []*replica, s *stats, logf func(stri
 	}
 	wg.Wait()
 
+	var live []*replica // the replicas that have not crashed
+	for _, r := range reps {
+		if !r.crashed.Load() {
+			live = append(live, r)
+		}
+	}
 	logf("client", "http: a slow transfer on account C, then a fail-fast one while C is busy")
-	wg.Go(func() { post(ctx, reps[1].url+"/accounts/C/transfers?slow=1", s) })
+	wg.Go(func() { post(ctx, live[len(live)-1].url+"/accounts/C/transfers?slow=1", s) })
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		s.mu.Lock()
 		busy := s.inFlight["C"] > 0
@@ -267,7 +281,7 @@ func fireRequests(ctx context.Context, reps []*replica, s *stats, logf func(stri
 			break
 		}
 	}
-	code, retryAfter := post(ctx, reps[0].url+"/accounts/C/transfers/now", s)
+	code, retryAfter := post(ctx, live[0].url+"/accounts/C/transfers/now", s)
 	logf("client", "http: fail-fast transfer on account C → %d %s (Retry-After: %s)", code, http.StatusText(code), retryAfter)
 	wg.Wait()
 }
