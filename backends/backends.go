@@ -313,6 +313,7 @@ var (
 	_ driver.LossNotifier = (*owned)(nil)
 	_ driver.Inspector    = (*owned)(nil)
 	_ driver.Waiter       = (*owned)(nil)
+	_ driver.Lister       = (*owned)(nil)
 )
 
 func (o *owned) Close() error {
@@ -342,6 +343,13 @@ func (o *owned) Inspect(ctx context.Context, key string) (driver.Holder, bool, e
 func (o *owned) WaitFree(ctx context.Context, key string) error {
 	if w, ok := o.Backend.(driver.Waiter); ok {
 		return w.WaitFree(ctx, key)
+	}
+	return errors.ErrUnsupported
+}
+
+func (o *owned) List(ctx context.Context, prefix string, fn func(key string, h driver.Holder) bool) error {
+	if l, ok := o.Backend.(driver.Lister); ok {
+		return l.List(ctx, prefix, fn)
 	}
 	return errors.ErrUnsupported
 }

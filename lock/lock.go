@@ -93,6 +93,18 @@ type Inspector interface {
 	Inspect(ctx context.Context, key string) (h Holder, ok bool, err error)
 }
 
+// Lister is implemented by Lockers that can enumerate the keys held in
+// their store. Lockers made by [New] implement it and return an error
+// wrapping [errors.ErrUnsupported] when their store cannot list (see the
+// lock/driver package's Lister); wrappers should forward it.
+type Lister interface {
+	// List calls fn for every key that is held now and starts with
+	// prefix ("" for all), in no particular order, until fn returns
+	// false. Keys acquired or released during the call may or may not be
+	// reported.
+	List(ctx context.Context, prefix string, fn func(key string, h Holder) bool) error
+}
+
 // Holder describes who holds a key, as reported by an [Inspector].
 type Holder struct {
 	// Identity is the holder's identity (see [Options.Identity] and

@@ -62,6 +62,7 @@ func New(b driver.Backend, opts *Options) (Locker, error) {
 	l.loss, _ = b.(driver.LossNotifier)
 	l.waiter, _ = b.(driver.Waiter)
 	l.inspector, _ = b.(driver.Inspector)
+	l.lister, _ = b.(driver.Lister)
 	return l, nil
 }
 
@@ -94,6 +95,7 @@ type locker struct {
 	loss      driver.LossNotifier
 	waiter    driver.Waiter
 	inspector driver.Inspector
+	lister    driver.Lister
 
 	closed atomic.Bool
 	mu     sync.Mutex     // orders wg.Add against Close's Wait
@@ -105,6 +107,7 @@ var (
 	_ Locker    = (*locker)(nil)
 	_ Waiter    = (*locker)(nil)
 	_ Inspector = (*locker)(nil)
+	_ Lister    = (*locker)(nil)
 )
 
 func (l *locker) newOwner(ctx context.Context) (string, error) {
@@ -218,6 +221,23 @@ func (l *locker) Inspect(ctx context.Context, key string) (Holder, bool, error) 
 		return Holder{}, false, nil
 	}
 	return Holder{Identity: OwnerIdentity(h.Owner), Token: h.Token, TTL: h.TTL}, true, nil
+}
+
+// List implements [Lister] by forwarding to the store's driver.Lister.
+func (l *locker) List(ctx context.Context, prefix string, fn func(key string, h Holder) bool) error {
+	if l.closed.Load() {
+		return fmt.Errorf("list: %w", ErrClosed)
+	}
+	if l.lister == nil {
+		return fmt.Errorf("list: %w", errors.ErrUnsupported)
+	}
+	err := l.lister.List(ctx, prefix, func(key string, h driver.Holder) bool {
+		return fn(key, Holder{Identity: OwnerIdentity(h.Owner), Token: h.Token, TTL: h.TTL})
+	})
+	if err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	return nil
 }
 
 func (l *locker) Ping(ctx context.Context) error {

@@ -67,8 +67,8 @@ func New(client *clientv3.Client, opts *Options) (lock.Locker, error) {
 
 // NewBackend returns the etcd store as a [driver.Backend], for
 // [lock.New] and the conformance suite. Most users call [New]. The value
-// also implements [driver.LossNotifier], [driver.Inspector] and
-// [driver.Waiter].
+// also implements [driver.LossNotifier], [driver.Inspector],
+// [driver.Lister] and [driver.Waiter].
 func NewBackend(client *clientv3.Client, opts *Options) (driver.Backend, error) {
 	return newBackend(client, opts)
 }

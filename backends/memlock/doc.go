@@ -18,7 +18,7 @@
 // and removes them if expired, so memory stays bounded without a goroutine
 // or a timer per lock.
 //
-// It implements [driver.Inspector] and [driver.Waiter] (a waiter is woken
+// It implements [driver.Inspector], [driver.Lister] and [driver.Waiter] (a waiter is woken
 // by the release, or at the holder's expiry).
 //
 // # What it does not promise

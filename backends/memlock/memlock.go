@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"math/bits"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,7 +109,7 @@ func (s *Store) shard(key string) *shard {
 }
 
 // Backend is one client of a [Store]; it implements [driver.Backend],
-// [driver.Inspector] and [driver.Waiter]. It is safe for concurrent use.
+// [driver.Inspector], [driver.Waiter] and [driver.Lister]. It is safe for concurrent use.
 type Backend struct {
 	s      *Store
 	closed atomic.Bool
@@ -118,6 +119,7 @@ var (
 	_ driver.Backend   = (*Backend)(nil)
 	_ driver.Inspector = (*Backend)(nil)
 	_ driver.Waiter    = (*Backend)(nil)
+	_ driver.Lister    = (*Backend)(nil)
 )
 
 // errClosed is returned by a closed Backend.
@@ -227,6 +229,37 @@ func (b *Backend) Inspect(ctx context.Context, key string) (driver.Holder, bool,
 		return driver.Holder{}, false, nil
 	}
 	return driver.Holder{Owner: e.owner, Token: e.token, TTL: e.expires.Sub(now)}, true, nil
+}
+
+// List implements [driver.Lister]. It visits one shard at a time and calls
+// fn without holding any lock of the store.
+func (b *Backend) List(ctx context.Context, prefix string, fn func(key string, h driver.Holder) bool) error {
+	type item struct {
+		key string
+		h   driver.Holder
+	}
+	var batch []item
+	for i := range b.s.shards {
+		if err := b.check(ctx); err != nil {
+			return err
+		}
+		sh := &b.s.shards[i]
+		now := time.Now()
+		batch = batch[:0]
+		sh.mu.Lock()
+		for k, e := range sh.entries {
+			if e.live(now) && strings.HasPrefix(k, prefix) {
+				batch = append(batch, item{k, driver.Holder{Owner: e.owner, Token: e.token, TTL: e.expires.Sub(now)}})
+			}
+		}
+		sh.mu.Unlock()
+		for _, it := range batch {
+			if !fn(it.key, it.h) {
+				return nil
+			}
+		}
+	}
+	return nil
 }
 
 // WaitFree implements [driver.Waiter]: it returns when key is released, when

@@ -66,6 +66,7 @@ var (
 	_ driver.Backend      = (*Backend)(nil)
 	_ driver.LossNotifier = (*Backend)(nil)
 	_ driver.Inspector    = (*Backend)(nil)
+	_ driver.Lister       = (*Backend)(nil)
 	_ driver.Waiter       = (*Backend)(nil)
 )
 
@@ -293,8 +294,8 @@ func (b *Backend) TryAcquire(ctx context.Context, key, owner string, ttl time.Du
 		idt := strconv.AppendInt(nil, id, 10)
 		switch {
 		case b.opts.RecordHolders:
-			params = [][]byte{idt, []byte(owner), strconv.AppendInt(nil, ttlMS, 10)}
-			formats = []int16{0, 1, 0} // the owner is bytea, sent as it is
+			params = [][]byte{idt, []byte(owner), strconv.AppendInt(nil, ttlMS, 10), []byte(b.opts.Namespace), []byte(key)}
+			formats = []int16{0, 1, 0, 1, 1} // bytea values are sent as they are
 		case b.opts.EnforceTTL:
 			params = [][]byte{idt, strconv.AppendInt(nil, ttlMS, 10)}
 		default:
@@ -517,6 +518,41 @@ func (b *Backend) Inspect(ctx context.Context, key string) (driver.Holder, bool,
 		h.TTL = time.Duration(*leftMS) * time.Millisecond
 	}
 	return h, true, nil
+}
+
+// List implements [driver.Lister] from the holders recorded in
+// dlock_holders, joined with pg_locks: only with [Options.RecordHolders]
+// (otherwise it returns an error wrapping errors.ErrUnsupported, as the
+// advisory locks are taken on a hash of the key). Keys held by holders
+// that do not record themselves are not reported. TTL is as in Inspect.
+func (b *Backend) List(ctx context.Context, prefix string, fn func(key string, h driver.Holder) bool) error {
+	if !b.opts.RecordHolders {
+		return fmt.Errorf("%w: pglock lists keys only when holders record themselves (Options.RecordHolders)", errors.ErrUnsupported)
+	}
+	rows, err := b.pool.Query(ctx, listSQL, []byte(b.opts.Namespace), []byte(prefix))
+	if err != nil {
+		return fmt.Errorf("pglock: list: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key, owner []byte
+		var token int64
+		var leftMS *int64
+		if err := rows.Scan(&key, &owner, &token, &leftMS); err != nil {
+			return fmt.Errorf("pglock: list: %w", err)
+		}
+		h := driver.Holder{Owner: string(owner), Token: uint64(token)}
+		if leftMS != nil {
+			h.TTL = time.Duration(*leftMS) * time.Millisecond
+		}
+		if !fn(string(key), h) {
+			return nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("pglock: list: %w", err)
+	}
+	return nil
 }
 
 // Ping implements [driver.Backend]: a round trip on the pool.

@@ -121,6 +121,11 @@
 // per acquisition, which made acquire+release about twice as slow on a
 // loopback server).
 //
+// [Backend.List] (the Locker's lock.Lister, used by dlock ls) reports the
+// keys of this namespace held by holders that record themselves, from
+// dlock_holders joined with pg_locks; advisory locks are taken on a hash of
+// the key, so keys held without RecordHolders cannot be listed.
+//
 // # Waiting
 //
 // The Backend implements [driver.Waiter] (so package retry can wait for a

@@ -62,6 +62,9 @@ type Options struct {
 	// Inspect then tells whether a key is free, but for a held key
 	// returns an error wrapping errors.ErrUnsupported: it cannot say by
 	// whom. Leader observation (package leader) needs RecordHolders.
+	// The row also holds the namespace and the key, so that
+	// [Backend.List] (dlock ls) can list the keys held by recording
+	// holders; without RecordHolders List is unsupported.
 	RecordHolders bool
 
 	// SkipMigrate stops [New] and [NewBackend] from creating the sequence

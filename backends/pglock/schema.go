@@ -19,7 +19,9 @@ import (
 // a smaller token.
 //
 // dlock_holders records, for each key id, the owner, token and backend of
-// the last acquisition, so that [Backend.Inspect] can name the holder. It is
+// the last acquisition, and its namespace and key (columns added later, so
+// nullable), so that [Backend.Inspect] can name the holder and
+// [Backend.List] can list the keys. It is
 // UNLOGGED: writing it costs no WAL and no commit flush, and its rows are
 // worthless after a crash anyway (every session, and so every lock, is gone).
 // A row is current only while pg_locks shows the advisory lock granted to the
@@ -34,6 +36,7 @@ CREATE UNLOGGED TABLE IF NOT EXISTS dlock_holders (
 	pid    integer NOT NULL,
 	ttl_ms bigint NOT NULL
 );
+ALTER TABLE dlock_holders ADD COLUMN IF NOT EXISTS ns bytea, ADD COLUMN IF NOT EXISTS key bytea;
 CREATE TABLE IF NOT EXISTS dlock_once (
 	ns         bytea   NOT NULL,
 	key        bytea   NOT NULL,
@@ -72,16 +75,18 @@ SELECT g.t, pg_backend_pid(),
 	set_config('idle_session_timeout', CASE WHEN g.t IS NULL THEN '0' ELSE $2 END, false)
 FROM g`
 
-	// acquireRecordSQL also records the holder in dlock_holders, and with
-	// EnforceTTL sets idle_session_timeout ($3 is then the TTL, else 0):
-	// $1 key id, $2 owner, $3 TTL in ms.
+	// acquireRecordSQL also records the holder in dlock_holders (with the
+	// namespace and the key, for List), and with EnforceTTL sets
+	// idle_session_timeout ($3 is then the TTL, else 0): $1 key id, $2
+	// owner, $3 TTL in ms, $4 namespace, $5 key.
 	acquireRecordSQL = `WITH g AS (
 	SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('dlock_fence') END AS t
 ), w AS (
-	INSERT INTO dlock_holders AS h (key_id, owner, token, pid, ttl_ms)
-	SELECT $1, $2, g.t, pg_backend_pid(), $3 FROM g WHERE g.t IS NOT NULL
+	INSERT INTO dlock_holders AS h (key_id, owner, token, pid, ttl_ms, ns, key)
+	SELECT $1, $2, g.t, pg_backend_pid(), $3, $4, $5 FROM g WHERE g.t IS NOT NULL
 	ON CONFLICT (key_id) DO UPDATE
-	SET owner = excluded.owner, token = excluded.token, pid = excluded.pid, ttl_ms = excluded.ttl_ms
+	SET owner = excluded.owner, token = excluded.token, pid = excluded.pid, ttl_ms = excluded.ttl_ms,
+		ns = excluded.ns, key = excluded.key
 )
 SELECT g.t, pg_backend_pid(),
 	set_config('idle_session_timeout', CASE WHEN g.t IS NULL THEN '0' ELSE $3::text END, false)
@@ -129,6 +134,21 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 	AND l.objid = ($1::bigint & 4294967295)::oid
 LIMIT 1`
 )
+
+// listSQL finds the recorded holders, in namespace $1 and with a key that
+// starts with $2, whose backend holds the advisory lock of their key id in
+// this database now (see inspectSQL).
+const listSQL = `SELECT h.key, h.owner, h.token,
+	CASE WHEN a.state = 'idle' THEN
+		GREATEST(0, h.ttl_ms - (extract(epoch FROM clock_timestamp() - a.state_change) * 1000)::bigint)
+	ELSE h.ttl_ms END
+FROM dlock_holders h
+JOIN pg_locks l ON l.pid = h.pid AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+	AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+	AND l.classid = ((h.key_id >> 32) & 4294967295)::oid
+	AND l.objid = (h.key_id & 4294967295)::oid
+LEFT JOIN pg_stat_activity a ON a.pid = h.pid
+WHERE h.ns = $1::bytea AND h.key IS NOT NULL AND substr(h.key, 1, length($2::bytea)) = $2::bytea`
 
 // The names of the statements every session prepares when it opens.
 const (

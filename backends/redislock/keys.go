@@ -52,3 +52,51 @@ func keys(prefix, key string) (lockKey, fenceKey string) {
 	s := b.String()
 	return s[:n], s
 }
+
+// unkey returns the user key of a lock key made by keys with prefix, and
+// false for any other Redis key (a fence key, a record, a foreign key).
+func unkey(prefix, redisKey string) (string, bool) {
+	rest, ok := strings.CutPrefix(redisKey, prefix+"{")
+	if !ok || !strings.HasSuffix(rest, "}") {
+		return "", false
+	}
+	rest = rest[:len(rest)-1]
+	if strings.Contains(rest, "}") {
+		return "", false
+	}
+	if !strings.Contains(rest, `\`) {
+		return rest, true
+	}
+	var b strings.Builder
+	for i := 0; i < len(rest); i++ {
+		switch {
+		case strings.HasPrefix(rest[i:], `\x5c`):
+			b.WriteByte('\\')
+			i += 3
+		case strings.HasPrefix(rest[i:], `\x7d`):
+			b.WriteByte('}')
+			i += 3
+		case rest[i] == '\\':
+			return "", false // esc never writes a bare backslash
+		default:
+			b.WriteByte(rest[i])
+		}
+	}
+	return b.String(), true
+}
+
+// globEscape quotes the characters that are special in a Redis MATCH
+// pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}

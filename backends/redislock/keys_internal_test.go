@@ -28,3 +28,20 @@ func TestMillis_RoundsUp(t *testing.T) {
 		}
 	}
 }
+
+func TestUnkey_InvertsKeysAndRejectsOtherKeys(t *testing.T) {
+	for _, k := range []string{"a", `\`, "}", `\x5c}`, "{x}", "\x00\xff", `a\x7db`} {
+		lk, fk := keys("p:", k)
+		if got, ok := unkey("p:", lk); !ok || got != k {
+			t.Errorf("unkey(keys(%q)) = %q, %v", k, got, ok)
+		}
+		if _, ok := unkey("p:", fk); ok {
+			t.Errorf("unkey accepted the fence key %q", fk)
+		}
+	}
+	for _, rk := range []string{"q:{a}", "p:{a}:once", `p:{a\b}`, "p:a"} {
+		if got, ok := unkey("p:", rk); ok {
+			t.Errorf("unkey(%q) = %q, want rejected", rk, got)
+		}
+	}
+}

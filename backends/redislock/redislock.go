@@ -74,7 +74,7 @@ func New(client Client, opts *Options) (lock.Locker, error) {
 }
 
 // Backend is the Redis store as a [driver.Backend]; most users want [New]
-// instead. It also implements [driver.Inspector]. A Backend is safe for
+// instead. It also implements [driver.Inspector] and [driver.Lister]. A Backend is safe for
 // concurrent use.
 type Backend struct {
 	c       Client

@@ -125,3 +125,16 @@ type Waiter interface {
 	// the race.
 	WaitFree(ctx context.Context, key string) error
 }
+
+// Lister is implemented by stores that can enumerate the keys held in them,
+// for operators' tools (dlock ls).
+type Lister interface {
+	// List calls fn for every key that is held now and starts with
+	// prefix ("" for all), in no particular order, until fn returns false
+	// or every key has been reported. It is a snapshot in motion: a key
+	// acquired or released during the call may or may not be reported,
+	// and a key is never reported twice. A store that cannot list (or not
+	// in its current configuration) returns an error wrapping
+	// errors.ErrUnsupported.
+	List(ctx context.Context, prefix string, fn func(key string, h Holder) bool) error
+}
