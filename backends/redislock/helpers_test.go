@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -78,6 +79,9 @@ func startPrivateRedis(t *testing.T) *privateRedis {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		// The shared server's variable says whether redis is expected here.
 		testenv.URL(t, testenv.Redis)
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server is not installed (scripts/services.sh installs it)")
+		}
 		t.Skip("redis-server is not installed")
 	}
 	r := &privateRedis{t: t, dir: t.TempDir()}

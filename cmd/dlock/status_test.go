@@ -17,6 +17,9 @@ func TestRun_StatusLineOnATerminal(t *testing.T) {
 	t.Parallel()
 	url := testenv.URL(t, testenv.Redis)
 	if _, err := exec.LookPath("script"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("script(1) is not installed (Debian package bsdutils)")
+		}
 		t.Skip("script(1) is not installed")
 	}
 	dir, key := t.TempDir(), randomKey(t)
