@@ -89,18 +89,7 @@ type hold struct {
 // opens two sessions at once (they also serve to detect a transaction
 // pooler), and more as keys need them, up to opts.Sessions in advisory mode.
 func NewBackend(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Backend, error) {
-	if pool == nil {
-		return nil, lock.ErrNilDatabaseClient
-	}
-	o, err := opts.resolve()
-	if err != nil {
-		return nil, err
-	}
-	if o.SkipMigrate {
-		err = check(ctx, pool)
-	} else {
-		err = Migrate(ctx, pool)
-	}
+	o, err := prepare(ctx, pool, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -1,11 +1,13 @@
 package pglock
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"time"
 
 	"github.com/dlockgo/dlock/lock"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Options configure a pglock store. The zero value, and nil, mean the
@@ -111,4 +113,23 @@ func (o *Options) resolve() (Options, error) {
 		r.OpTimeout = defaultOpTimeout
 	}
 	return r, nil
+}
+
+// prepare is what NewBackend and NewRecords do first: refuse a nil pool,
+// resolve the options, and create the schema (or, with SkipMigrate, check
+// that it is there).
+func prepare(ctx context.Context, pool *pgxpool.Pool, opts *Options) (Options, error) {
+	if pool == nil {
+		return Options{}, lock.ErrNilDatabaseClient
+	}
+	o, err := opts.resolve()
+	if err != nil {
+		return Options{}, err
+	}
+	if o.SkipMigrate {
+		err = check(ctx, pool)
+	} else {
+		err = Migrate(ctx, pool)
+	}
+	return o, err
 }

@@ -27,18 +27,7 @@ type Records struct {
 // (other options are ignored). It creates the table (see [Migrate]) unless
 // opts.SkipMigrate is set. A nil pool returns [lock.ErrNilDatabaseClient].
 func NewRecords(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Records, error) {
-	if pool == nil {
-		return nil, lock.ErrNilDatabaseClient
-	}
-	o, err := opts.resolve()
-	if err != nil {
-		return nil, err
-	}
-	if o.SkipMigrate {
-		err = check(ctx, pool)
-	} else {
-		err = Migrate(ctx, pool)
-	}
+	o, err := prepare(ctx, pool, opts)
 	if err != nil {
 		return nil, err
 	}
