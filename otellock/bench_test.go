@@ -74,6 +74,12 @@ func sdkOptions(b *testing.B, sampler sdktrace.Sampler) *otellock.Options {
 
 var variants = []variant{
 	{"sdk", func(b *testing.B) *otellock.Options { return sdkOptions(b, sdktrace.AlwaysSample()) }},
+	{"sdk-sync", func(b *testing.B) *otellock.Options {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(discard{}))
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		b.Cleanup(func() { tp.Shutdown(context.Background()); mp.Shutdown(context.Background()) })
+		return &otellock.Options{TracerProvider: tp, MeterProvider: mp, Store: "memory"}
+	}},
 	{"sdk-unsampled", func(b *testing.B) *otellock.Options { return sdkOptions(b, sdktrace.NeverSample()) }},
 	{"noop", func(*testing.B) *otellock.Options { return &otellock.Options{} }},
 }

@@ -62,10 +62,11 @@
 // idle_session_timeout in EnforceTTL mode — every lock it held is lost:
 // Refresh and Release report [lock.ErrLockNotHeld], and the Backend
 // implements [driver.LossNotifier], so [lock.Hold] cancels its context at
-// once. A session that has been idle for 10ms waits on its connection, so a
+// once. A session that has been idle for 2ms waits on its connection, so a
 // session closed by the server is noticed at once (measured on a loaded
-// 2-core machine: median 2.6ms from pg_terminate_backend to the cancelled
-// context for a lock held a while, 5–10ms for one acquired just before); a
+// 2-core machine, median of 20: 2.4–2.5ms from pg_terminate_backend to the
+// cancelled context for a lock held a while, 2.0–3.0ms for one acquired
+// just before — 9.3ms when the wait began after 10ms idle); a
 // background health check ([Options.HealthInterval]) pings idle
 // sessions, which also finds connections that died silently, and Refresh is
 // a liveness check of the session.
