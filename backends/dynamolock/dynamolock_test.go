@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dlockgo/dlock/backends/dynamolock"
+	"github.com/dlockgo/dlock/internal/testenv"
 	"github.com/dlockgo/dlock/lock"
 	"github.com/dlockgo/dlock/lock/driver"
 )
@@ -451,5 +453,73 @@ func TestAcquire_KeysAreBinarySafeAndDistinct(t *testing.T) {
 	}
 	if ok, err := b.Release(ctx, long, "o"); !ok || err != nil {
 		t.Errorf("release the longest key: %v, %v", ok, err)
+	}
+}
+
+// TestRequests_OnePerOperation counts the HTTP requests each operation
+// sends: one, whatever its outcome, and no retry of a conditional write.
+func TestRequests_OnePerOperation(t *testing.T) {
+	newClient(t) // the table
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	rc := &requestCounter{next: tr, ops: map[string]int{}}
+	c := dial(t, testenv.URL(t, testenv.DynamoDB), func(o *dynamodb.Options) {
+		o.HTTPClient = &http.Client{Transport: rc}
+	})
+	b := newBackend(t, c, nil)
+	ctx := ctxT(t)
+	key := randomKey(t)
+	steps := []struct {
+		name string
+		do   func() (bool, error)
+		ok   bool
+		want string
+	}{
+		{"acquire", func() (bool, error) { _, ok, err := b.TryAcquire(ctx, key, "a", time.Minute); return ok, err }, true, "UpdateItem"},
+		{"refused acquire", func() (bool, error) { _, ok, err := b.TryAcquire(ctx, key, "b", time.Minute); return ok, err }, false, "UpdateItem"},
+		{"refresh", func() (bool, error) { _, ok, err := b.Refresh(ctx, key, "a", time.Minute); return ok, err }, true, "UpdateItem"},
+		{"refused refresh", func() (bool, error) { _, ok, err := b.Refresh(ctx, key, "b", time.Minute); return ok, err }, false, "UpdateItem"},
+		{"inspect", func() (bool, error) { _, ok, err := b.Inspect(ctx, key); return ok, err }, true, "GetItem"},
+		{"release", func() (bool, error) { return b.Release(ctx, key, "a") }, true, "UpdateItem"},
+		{"refused release", func() (bool, error) { return b.Release(ctx, key, "a") }, false, "UpdateItem"},
+		{"ping", func() (bool, error) { return true, b.Ping(ctx) }, true, "GetItem"},
+	}
+	rc.take()
+	for _, s := range steps {
+		ok, err := s.do()
+		if err != nil || ok != s.ok {
+			t.Fatalf("%s = %v, %v; want %v", s.name, ok, err, s.ok)
+		}
+		if got := rc.take(); len(got) != 1 || got[s.want] != 1 {
+			t.Errorf("%s sent %v, want one %s", s.name, got, s.want)
+		}
+	}
+}
+
+// TestRequests_WritesAreNeverRetried: on a client whose retryer would try
+// three times, a conditional write that fails is sent once (a retry of a
+// write whose answer was lost would fail its own condition and read as
+// contention).
+func TestRequests_WritesAreNeverRetried(t *testing.T) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	rc := &requestCounter{next: tr, ops: map[string]int{}}
+	c := dial(t, "http://"+closedPort(t), func(o *dynamodb.Options) {
+		o.HTTPClient = &http.Client{Transport: rc}
+		o.RetryMaxAttempts = 3
+	})
+	b := newBackend(t, c, nil)
+	ctx := ctxT(t)
+	if _, _, err := b.TryAcquire(ctx, "k", "a", time.Minute); err == nil {
+		t.Fatal("TryAcquire on a closed port succeeded")
+	}
+	if _, _, err := b.Refresh(ctx, "k", "a", time.Minute); err == nil {
+		t.Fatal("Refresh on a closed port succeeded")
+	}
+	if _, err := b.Release(ctx, "k", "a"); err == nil {
+		t.Fatal("Release on a closed port succeeded")
+	}
+	if got := rc.take(); got["UpdateItem"] != 3 || len(got) != 1 {
+		t.Errorf("sent %v, want UpdateItem 3 (one per call)", got)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,4 +82,30 @@ func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// requestCounter is an HTTP transport that counts the requests a client
+// sends, by DynamoDB operation (the X-Amz-Target header).
+type requestCounter struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	ops  map[string]int
+}
+
+func (c *requestCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	op := r.Header.Get("X-Amz-Target")
+	op = op[strings.LastIndexByte(op, '.')+1:]
+	c.mu.Lock()
+	c.ops[op]++
+	c.mu.Unlock()
+	return c.next.RoundTrip(r)
+}
+
+// take returns the counts since the last take and resets them.
+func (c *requestCounter) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.ops
+	c.ops = map[string]int{}
+	return m
 }
