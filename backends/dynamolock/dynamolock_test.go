@@ -3,10 +3,12 @@ package dynamolock_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -521,5 +523,70 @@ func TestRequests_WritesAreNeverRetried(t *testing.T) {
 	}
 	if got := rc.take(); got["UpdateItem"] != 3 || len(got) != 1 {
 		t.Errorf("sent %v, want UpdateItem 3 (one per call)", got)
+	}
+}
+
+// answerDropper is a TCP proxy to upstream that forwards each request,
+// waits for the server's answer, and closes the client's connection
+// instead of passing the answer on: the write is applied, its outcome is
+// lost.
+func answerDropper(t *testing.T, upstream string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				up, err := net.Dial("tcp", upstream)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				wg.Go(func() { _, _ = io.Copy(up, conn) }) // ends when conn or up closes
+				buf := make([]byte, 1)
+				_, _ = up.Read(buf) // the answer has begun: the write was applied
+			})
+		}
+	})
+	return l.Addr().String()
+}
+
+// TestAmbiguousAcquire_AppliedButAnswerLostIsAnError: an acquisition that
+// DynamoDB applied but whose answer never arrived is an error, not
+// contention (and not a retry that would fail its own condition), and the
+// Locker's clean-up frees it.
+func TestAmbiguousAcquire_AppliedButAnswerLostIsAnError(t *testing.T) {
+	direct := newClient(t)
+	endpoint := testenv.URL(t, testenv.DynamoDB)
+	proxied := dial(t, "http://"+answerDropper(t, strings.TrimPrefix(endpoint, "http://")), nil)
+	ctx := ctxT(t)
+	key := randomKey(t)
+	l, err := dynamolock.New(proxied, &dynamolock.Options{Table: testTable, Lock: lock.Options{Identity: "lost-answer"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Acquire(ctx, key, time.Minute)
+	if err == nil || errors.Is(err, lock.ErrLockNotAcquired) {
+		t.Fatalf("Acquire = %v; want a store error", err)
+	}
+	t.Logf("Acquire: %v", err)
+	l.Close() // waits for the best-effort release of the unknown claim
+	// The acquisition was applied (the counter moved), and the Locker's
+	// clean-up release — applied too, its answer lost as well — freed it.
+	it := item(t, direct, key)
+	if f, _ := it["lock_fence"].(*types.AttributeValueMemberN); f == nil || f.Value != "1" {
+		t.Fatalf("fence = %v; want 1: the acquisition was applied", it["lock_fence"])
+	}
+	if _, held := it["lock_owner"]; held {
+		t.Fatalf("the unknown claim was not released: %v", it)
 	}
 }
