@@ -86,9 +86,11 @@
 //     DynamoDB's Time to Live on the table, or restoring an older backup)
 //     restarts its counter at 1. One small item stays per key ever
 //     locked: per-tick keys (package cron) accumulate.
-//   - Global tables replicate asynchronously between regions, and
-//     conditional writes are only atomic within one region: use a table
-//     in one region (or point every client at the same region).
+//   - Conditional writes are atomic within one region. A global table
+//     (in its default, eventually consistent multi-region mode) settles
+//     concurrent writes made in different regions by "last writer wins",
+//     so two regions could both grant a lock: point every client at the
+//     same region.
 //   - Loss is not pushed ([driver.LossNotifier] is not implemented): a
 //     holder learns of a lost lock at its next refresh. Waiting for a
 //     release is polling ([driver.Waiter] is not implemented).

@@ -67,7 +67,7 @@ type Options struct {
 	// Now is the clock that expiry is judged by: the store writes the
 	// expiry of a lock as Now()+TTL and treats a lock as expired once
 	// Now() has passed it (see the package documentation on clocks).
-	// Default: time.Now.
+	// It is called concurrently. Default: time.Now.
 	Now func() time.Time
 	// Lock configures the [lock.Locker] that [New] returns (identity,
 	// clean-up timeout). [NewBackend] ignores it.
