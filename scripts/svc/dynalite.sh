@@ -38,6 +38,12 @@ dynalite_install() {
 	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 		apt_install nodejs npm
 	fi
+	local major
+	major=$(node -p 'process.versions.node.split(".")[0]')
+	if [ "$major" -lt 20 ]; then
+		log "dynalite $dynalite_version needs Node.js 20 or later; node is $(node --version)"
+		return 1
+	fi
 	log "npm install dynalite@$dynalite_version into $home"
 	mkdir -p "$home"
 	[ -f "$home/package.json" ] || echo '{"private":true}' >"$home/package.json"
