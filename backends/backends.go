@@ -47,7 +47,7 @@ type Config struct {
 	TLS bool
 	// Identity is stored with every lock (see lock.Options.Identity).
 	Identity string
-	// Prefix is the store's key prefix (Redis, etcd) or namespace
+	// Prefix is the store's key prefix (Redis, etcd, DynamoDB) or namespace
 	// (PostgreSQL). Default: each store's own.
 	Prefix string
 
