@@ -34,7 +34,8 @@ import (
 // Config names a store and how to reach it. [ParseURL] makes one from a
 // URL.
 type Config struct {
-	// Store is the kind of store: [Memory], [Redis], [Postgres] or [Etcd].
+	// Store is the kind of store: [Memory], [Redis], [Postgres], [Etcd] or
+	// [DynamoDB].
 	Store string
 	// Addrs are the servers' host:port addresses (Redis: one server, the
 	// seeds of a Cluster, or Sentinels; etcd: endpoints). PostgreSQL uses
@@ -46,7 +47,7 @@ type Config struct {
 	TLS bool
 	// Identity is stored with every lock (see lock.Options.Identity).
 	Identity string
-	// Prefix is the store's key prefix (Redis, etcd) or namespace
+	// Prefix is the store's key prefix (Redis, etcd, DynamoDB) or namespace
 	// (PostgreSQL). Default: each store's own.
 	Prefix string
 
@@ -72,6 +73,27 @@ type Config struct {
 
 	// DialTimeout bounds connecting to etcd. Default: 5s.
 	DialTimeout time.Duration
+
+	// DynamoDBTable is the lock table. Default: dynamolock's ("dlock").
+	// For DynamoDB, Addrs holds at most one host:port, the endpoint to
+	// use instead of AWS's regional one (DynamoDB Local, dynalite, a VPC
+	// endpoint); TLS selects https for it (ParseURL sets TLS unless
+	// tls=false; AWS's own endpoint is always https). Username and
+	// Password, when set, are a static access key ID and secret;
+	// otherwise the credentials come from the AWS SDK's default chain
+	// (environment, shared files, SSO, container or instance role), except
+	// for a loopback endpoint, which gets fixed dummy credentials: local
+	// emulators do not check them, and the chain would otherwise reach
+	// for the EC2 metadata service.
+	DynamoDBTable string
+	// DynamoDBRegion is the AWS region. Default: the SDK's default chain
+	// (AWS_REGION, the shared config file), and us-east-1 for a loopback
+	// endpoint.
+	DynamoDBRegion string
+	// DynamoDBCreateTable makes Open create the lock table when it does
+	// not exist (dynamolock.CreateTable), for development. Production
+	// tables are created once, at deployment.
+	DynamoDBCreateTable bool
 }
 
 // OpenURL is [ParseURL] followed by [Open].
@@ -153,6 +175,8 @@ func OpenBackend(ctx context.Context, cfg *Config) (driver.Backend, error) {
 			return nil, fmt.Errorf("backends: etcd: %w", err)
 		}
 		return own(b, client.Close), nil
+	case DynamoDB:
+		return openDynamoDB(ctx, cfg)
 	}
 	return nil, fmt.Errorf("%w: unknown store %q", ErrInvalidURL, cfg.Store)
 }
@@ -219,6 +243,8 @@ func OpenRecords(ctx context.Context, cfg *Config) (Records, error) {
 			return nil, err
 		}
 		return records{r, client.Close}, nil
+	case DynamoDB:
+		return nil, fmt.Errorf("backends: dynamodb keeps no completion records: %w", errors.ErrUnsupported)
 	}
 	return nil, fmt.Errorf("%w: unknown store %q", ErrInvalidURL, cfg.Store)
 }

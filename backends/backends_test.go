@@ -88,6 +88,7 @@ func TestOpenURL_UnreachableStoreErrorHidesThePassword(t *testing.T) {
 		"redis://:hunter2@127.0.0.1:1/0",
 		"postgres://u:hunter2@127.0.0.1:1/db?connect_timeout=2",
 		"etcd://u:hunter2@127.0.0.1:1?dial_timeout=1s",
+		"dynamodb://AKID:hunter2@127.0.0.1:1/dlock?tls=false",
 	} {
 		t.Run(strings.SplitN(url, ":", 2)[0], func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -105,5 +106,68 @@ func TestOpenURL_UnreachableStoreErrorHidesThePassword(t *testing.T) {
 			}
 			t.Logf("%v", err)
 		})
+	}
+}
+
+// TestOpenURL_DynamoDB opens dynalite by URL (creating the table), takes a
+// lock, inspects and lists it; DynamoDB keeps no completion records.
+func TestOpenURL_DynamoDB(t *testing.T) {
+	endpoint := strings.TrimPrefix(testenv.URL(t, testenv.DynamoDB), "http://")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := "dynamodb://" + endpoint + "/dlock_backends_test?tls=false&create_table=true&identity=t&prefix=p/"
+	l, err := backends.OpenURL(ctx, url)
+	if err != nil {
+		t.Fatalf("OpenURL: %v", err)
+	}
+	defer func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
+	key := "backends-test/dynamodb/" + time.Now().Format(time.RFC3339Nano)
+	lk, err := l.Acquire(ctx, key, 10*time.Second)
+	if err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	if h, ok, err := l.(lock.Inspector).Inspect(ctx, key); err != nil || !ok || h.Identity != "t" || h.Token != lk.Token() {
+		t.Errorf("Inspect = %+v, %v, %v; want identity t, token %d", h, ok, err, lk.Token())
+	}
+	found := false
+	if err := l.(lock.Lister).List(ctx, key, func(k string, h lock.Holder) bool {
+		found = found || k == key && h.Token == lk.Token()
+		return true
+	}); err != nil || !found {
+		t.Errorf("List = %v, found %v", err, found)
+	}
+	if err := lk.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	cfg, _ := backends.ParseURL(url)
+	if _, err := backends.OpenRecords(ctx, cfg); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("OpenRecords = %v, want ErrUnsupported", err)
+	}
+	// Without create_table, a missing table fails the opening.
+	if l, err := backends.OpenURL(ctx, "dynamodb://"+endpoint+"/dlock_no_such_table?tls=false"); err == nil {
+		l.Close()
+		t.Error("OpenURL of a missing table succeeded")
+	}
+}
+
+// TestOpenURL_DynamoDBNeedsARegionAwayFromLoopback: no region in the URL
+// or the environment is a configuration error, found before any request.
+func TestOpenURL_DynamoDBNeedsARegionAwayFromLoopback(t *testing.T) {
+	dir := t.TempDir()
+	for _, v := range []string{"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", dir+"/config")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", dir+"/credentials")
+	_, err := backends.OpenURL(context.Background(), "dynamodb://AKID:hunter2@dynamodb.invalid/dlock")
+	if !errors.Is(err, backends.ErrInvalidURL) || !strings.Contains(err.Error(), "region") {
+		t.Fatalf("OpenURL = %v, want ErrInvalidURL about the region", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("the error shows the secret: %v", err)
 	}
 }

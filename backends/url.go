@@ -19,6 +19,7 @@ const (
 	Redis    = "redis"
 	Postgres = "postgres"
 	Etcd     = "etcd"
+	DynamoDB = "dynamodb"
 )
 
 // ParseURL turns a store URL into a [Config]:
@@ -28,6 +29,7 @@ const (
 //	rediss://…                      (TLS)
 //	postgres://user:password@host:port/database[?options]   (also postgresql://)
 //	etcd://[user:password@]host:port[,host:port…][?options]
+//	dynamodb://[key_id:secret@][host:port]/[table][?options]
 //
 // Options common to every store: identity (stored with each lock), prefix
 // (the store's key prefix or namespace). Redis: master (a Sentinel master
@@ -35,6 +37,8 @@ const (
 // for a single seed address). PostgreSQL: dlock_enforce_ttl=true,
 // dlock_sessions=N, dlock_namespace=…, dlock_record_holders=true; other
 // query parameters are pgx's and are passed on. etcd: tls=true, dial_timeout=5s.
+// DynamoDB: region=…, tls=false, create_table=true (see [Config.DynamoDBTable]
+// for the rest).
 //
 // Errors wrap [ErrInvalidURL] and show the URL with its password redacted.
 func ParseURL(raw string) (*Config, error) {
@@ -155,8 +159,12 @@ func ParseURL(raw string) (*Config, error) {
 		}
 		q.Del("tls")
 		q.Del("dial_timeout")
+	case DynamoDB:
+		if err := cfg.parseDynamoDB(u, q); err != nil {
+			return nil, badURL(raw, err.Error())
+		}
 	default:
-		return nil, badURL(raw, fmt.Sprintf("unknown store %q (want mem, redis, rediss, postgres, postgresql or etcd)", scheme))
+		return nil, badURL(raw, fmt.Sprintf("unknown store %q (want mem, redis, rediss, postgres, postgresql, etcd or dynamodb)", scheme))
 	}
 	if err := cfg.common(raw, q); err != nil {
 		return nil, err

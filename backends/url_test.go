@@ -33,6 +33,14 @@ func TestParseURL(t *testing.T) {
 		{"etcd://root:pw@h1:2379,h2:2379?prefix=/x/&tls=true&dial_timeout=2s", backends.Config{
 			Store: "etcd", Addrs: []string{"h1:2379", "h2:2379"}, Username: "root", Password: "pw", Prefix: "/x/", TLS: true, DialTimeout: 2 * time.Second}},
 		{"REDIS://h:1", backends.Config{Store: "redis", Addrs: []string{"h:1"}}},
+		{"dynamodb:///", backends.Config{Store: "dynamodb", TLS: true}},
+		{"dynamodb:///locks.prod?region=eu-west-1&prefix=billing/", backends.Config{
+			Store: "dynamodb", TLS: true, DynamoDBTable: "locks.prod", DynamoDBRegion: "eu-west-1", Prefix: "billing/"}},
+		{"dynamodb://127.0.0.1:18000/dlock_test?tls=false&create_table=true&identity=a", backends.Config{
+			Store: "dynamodb", Addrs: []string{"127.0.0.1:18000"}, DynamoDBTable: "dlock_test", DynamoDBCreateTable: true, Identity: "a"}},
+		{"dynamodb://AKIDEXAMPLE:s3cret@vpce-1.dynamodb.eu-west-1.vpce.amazonaws.com?region=eu-west-1", backends.Config{
+			Store: "dynamodb", Addrs: []string{"vpce-1.dynamodb.eu-west-1.vpce.amazonaws.com"}, Username: "AKIDEXAMPLE", Password: "s3cret",
+			TLS: true, DynamoDBRegion: "eu-west-1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.url, func(t *testing.T) {
@@ -66,6 +74,15 @@ func TestParseURL_BadURLsAreTypedErrorsWithoutPasswords(t *testing.T) {
 		"mem://?shards=4",
 		"redis://u:hunter2@[::1:6379",
 		"postgres://u@h/db?password=hunter2&dlock_sessions=x",
+		"dynamodb://k:hunter2@a:1,b:2/t",
+		"dynamodb://k:hunter2@h:1/no/such/table",
+		"dynamodb://k:hunter2@h:1/ab",
+		"dynamodb://k:hunter2@h:1/t?tls=maybe",
+		"dynamodb://k:hunter2@/dlock?tls=false",
+		"dynamodb://k:hunter2@h:1/dlock?create_table=yes",
+		"dynamodb://k:hunter2@h:1/dlock?consistent=false",
+		"dynamodb://:hunter2@h:1/dlock",
+		"dynamodb://k@h:1/dlock",
 	}
 	for _, raw := range bad {
 		t.Run(raw, func(t *testing.T) {
@@ -98,7 +115,8 @@ func TestRedact(t *testing.T) {
 
 // FuzzParseURL: no panics, and an error never shows the password.
 func FuzzParseURL(f *testing.F) {
-	for _, s := range []string{"mem://", "redis://:pw@h:1/0", "etcd://u:pw@a:1,b:2?prefix=/x", "postgres://u:pw@h/db?password=pw", "rediss://x", "redis://[::1]:1"} {
+	for _, s := range []string{"mem://", "redis://:pw@h:1/0", "etcd://u:pw@a:1,b:2?prefix=/x", "postgres://u:pw@h/db?password=pw", "rediss://x", "redis://[::1]:1",
+		"dynamodb://k:pw@127.0.0.1:18000/dlock?tls=false&region=us-east-1", "dynamodb:///t.x-y_z?create_table=1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
