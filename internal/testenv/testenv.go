@@ -19,6 +19,7 @@ const (
 	PgBouncer    = "DLOCK_TEST_PGBOUNCER_URL"
 	Etcd         = "DLOCK_TEST_ETCD_URL"
 	EtcdCluster  = "DLOCK_TEST_ETCD_CLUSTER_URL"
+	ZooKeeper    = "DLOCK_TEST_ZK_URL"
 )
 
 // URL returns the value of the environment variable name. When it is empty
