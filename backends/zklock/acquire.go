@@ -1,0 +1,183 @@
+package zklock
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/dlockgo/dlock/lock/driver"
+)
+
+// acl is the access list of every node dlock creates: open, as ZooKeeper's
+// default. Restrict access with the ensemble's own means (a chroot, ACLs on
+// the root's parent).
+var acl = zk.WorldACL(zk.PermAll)
+
+// TryAcquire creates, in one transaction (one round trip) on the session
+// for ttl: the lock node (ephemeral, data owner), the owner marker
+// (ephemeral), and a write of the lock node's data whose answer carries the
+// node's Stat, hence its creation zxid, the fencing token. A lock node that
+// exists already makes the transaction fail with "node exists": the key is
+// held. Missing parents are created, then the transaction is tried again.
+func (b *backend) TryAcquire(ctx context.Context, key, owner string, ttl time.Duration) (driver.Grant, bool, error) {
+	s, err := b.session(b.timeoutFor(ttl))
+	if err != nil {
+		return driver.Grant{}, false, err
+	}
+	granted, strict := s.grant(ttl)
+	gen, cut := s.current()
+	e := &entry{key: key, s: s, gen: gen, cut: cut, granted: granted, strict: strict}
+	// Remembered before the request: if its outcome is unknown, the
+	// clean-up release goes through the same session, after it.
+	b.remember(owner, e)
+	lp, mp := b.p.lock(key), b.p.marker(key, owner)
+	data := []byte(owner)
+	create := func() ([]zk.MultiResponse, error) {
+		return s.conn.Multi(
+			&zk.CreateRequest{Path: lp, Data: data, Acl: acl, Flags: zk.FlagEphemeral},
+			&zk.CreateRequest{Path: mp, Acl: acl, Flags: zk.FlagEphemeral},
+			&zk.SetDataRequest{Path: lp, Data: data, Version: 0},
+		)
+	}
+	resp, err := call(ctx, b, create)
+	if errors.Is(err, zk.ErrNoNode) {
+		if err = b.makeParents(ctx, s); err == nil {
+			resp, err = call(ctx, b, create)
+		}
+	}
+	switch {
+	case errors.Is(err, zk.ErrNodeExists):
+		b.forget(owner, e)
+		return driver.Grant{}, false, nil
+	case err != nil:
+		return driver.Grant{}, false, storeErr(ctx, "acquire", err)
+	case len(resp) != 3 || resp[2].Stat == nil:
+		return driver.Grant{}, false, storeErr(ctx, "acquire", errors.New("unexpected answer to the transaction"))
+	}
+	st := resp[2].Stat
+	if st.EphemeralOwner != gen.id {
+		// The session was not established yet when the attempt began
+		// (or was replaced since): find the generation the node
+		// belongs to. If it is no longer the current one, the node is
+		// already gone and the lock counts as lost from the start.
+		if g, c, ok := s.genOf(st.EphemeralOwner); ok {
+			gen, cut = g, c
+		} else {
+			gen = &generation{id: st.EphemeralOwner, lost: closedChan()}
+		}
+	}
+	b.mu.Lock()
+	e.czxid, e.gen, e.cut = st.Czxid, gen, cut
+	b.mu.Unlock()
+	return driver.Grant{Token: uint64(st.Czxid), TTL: granted}, true, nil
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+// makeParents creates the root, its ancestors, and the two directories
+// under it; nodes that exist already are fine.
+func (b *backend) makeParents(ctx context.Context, s *session) error {
+	var todo []string
+	for i := 1; i < len(b.p.root); i++ {
+		if b.p.root[i] == '/' {
+			todo = append(todo, b.p.root[:i])
+		}
+	}
+	todo = append(todo, b.p.root, b.p.locks, b.p.owners)
+	for _, p := range todo {
+		_, err := call(ctx, b, func() (string, error) { return s.conn.Create(p, nil, 0, acl) })
+		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Refresh reads the lock node (one round trip) and confirms that it still
+// holds owner with the token it was created with. That the ephemeral node
+// exists proves its session alive: the server deletes it when the session
+// ends. Nothing is extended: the session's heartbeats keep the lock alive.
+func (b *backend) Refresh(ctx context.Context, key, owner string, ttl time.Duration) (time.Duration, bool, error) {
+	e, s, err := b.connFor(key, owner)
+	if err != nil {
+		return 0, false, err
+	}
+	type got struct {
+		data []byte
+		st   *zk.Stat
+	}
+	var cut <-chan struct{}
+	if e != nil {
+		_, cut = s.current() // the connection this read confirms
+	}
+	r, err := call(ctx, b, func() (got, error) {
+		d, st, err := s.conn.Get(b.p.lock(key))
+		return got{d, st}, err
+	})
+	if errors.Is(err, zk.ErrNoNode) {
+		if e != nil {
+			b.forget(owner, e)
+		}
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, storeErr(ctx, "refresh", err)
+	}
+	if string(r.data) != owner || r.st.EphemeralOwner == 0 {
+		if e != nil {
+			b.forget(owner, e)
+		}
+		return 0, false, nil
+	}
+	if e == nil {
+		// Taken by another backend: its session's length is unknown
+		// here, so the TTL is what was asked.
+		return ttl, true, nil
+	}
+	if cur := b.snapshot(e); r.st.Czxid != cur.czxid || r.st.EphemeralOwner != cur.gen.id || cur.gen.ended() {
+		b.forget(owner, e)
+		return 0, false, nil
+	}
+	granted, strict := s.grant(ttl)
+	b.mu.Lock()
+	e.granted, e.strict, e.cut = granted, strict, cut
+	b.mu.Unlock()
+	return granted, true, nil
+}
+
+// Release deletes the owner marker and the lock node in one transaction
+// (one round trip). The marker exists only while owner holds the key, so
+// the transaction fails, deleting nothing, when the lock is no longer
+// owner's — ZooKeeper cannot compare a node's data in a transaction, but
+// it can require that a node exists.
+func (b *backend) Release(ctx context.Context, key, owner string) (bool, error) {
+	e, s, err := b.connFor(key, owner)
+	if err != nil {
+		return false, err
+	}
+	_, err = call(ctx, b, func() ([]zk.MultiResponse, error) {
+		return s.conn.Multi(
+			&zk.DeleteRequest{Path: b.p.marker(key, owner), Version: -1},
+			&zk.DeleteRequest{Path: b.p.lock(key), Version: -1},
+		)
+	})
+	if errors.Is(err, zk.ErrNoNode) {
+		if e != nil {
+			b.forget(owner, e)
+		}
+		return false, nil
+	}
+	if err != nil {
+		return false, storeErr(ctx, "release", err)
+	}
+	if e != nil {
+		b.forget(owner, e)
+	}
+	return true, nil
+}
