@@ -43,12 +43,15 @@
 // # Fencing
 //
 // [lock.Lock.Token] is the lock node's creation zxid (Czxid). Zxids are
-// ZooKeeper's transaction IDs: an epoch, bumped by every leader election
-// and every restart of a standalone server, in the high 32 bits, and a
-// counter in the low 32. Every new lock node of a key is created by a
-// later transaction, so its token is larger, also across restarts and
-// leader changes of an ensemble that keeps its data. Erasing the data
-// directory moves zxids back to zero.
+// ZooKeeper's transaction IDs, totally ordered: an epoch in the high 32
+// bits, bumped by every new leader of an ensemble, and a counter in the low
+// 32 bits. Every new lock node of a key is created by a later transaction,
+// so its token is larger. The server logs every transaction (with fsync,
+// unless forceSync=no) before it answers, and a restarted server — a
+// standalone one continues the counter from its log, an ensemble starts a
+// new epoch — never hands out a smaller zxid, so tokens increase across
+// restarts and leader changes of an ensemble that keeps its data. Erasing
+// the data directory moves zxids back to zero.
 //
 // # TTLs and sessions
 //
