@@ -19,6 +19,8 @@ const (
 	Redis    = "redis"
 	Postgres = "postgres"
 	Etcd     = "etcd"
+	// ZooKeeper is the zk:// store (package zklock).
+	ZooKeeper = "zk"
 )
 
 // ParseURL turns a store URL into a [Config]:
@@ -28,6 +30,7 @@ const (
 //	rediss://…                      (TLS)
 //	postgres://user:password@host:port/database[?options]   (also postgresql://)
 //	etcd://[user:password@]host:port[,host:port…][?options]
+//	zk://host:port[,host:port…][/root][?options]
 //
 // Options common to every store: identity (stored with each lock), prefix
 // (the store's key prefix or namespace). Redis: master (a Sentinel master
@@ -35,6 +38,9 @@ const (
 // for a single seed address). PostgreSQL: dlock_enforce_ttl=true,
 // dlock_sessions=N, dlock_namespace=…, dlock_record_holders=true; other
 // query parameters are pgx's and are passed on. etcd: tls=true, dial_timeout=5s.
+// ZooKeeper: the path is the root znode (or prefix=/root), session_timeout=4s
+// (the shortest session), max_session_timeout=40s (the longest); no user
+// information.
 //
 // Errors wrap [ErrInvalidURL] and show the URL with its password redacted.
 func ParseURL(raw string) (*Config, error) {
@@ -155,8 +161,12 @@ func ParseURL(raw string) (*Config, error) {
 		}
 		q.Del("tls")
 		q.Del("dial_timeout")
+	case ZooKeeper:
+		if err := parseZK(raw, cfg, u, q); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, badURL(raw, fmt.Sprintf("unknown store %q (want mem, redis, rediss, postgres, postgresql or etcd)", scheme))
+		return nil, badURL(raw, fmt.Sprintf("unknown store %q (want mem, redis, rediss, postgres, postgresql, etcd or zk)", scheme))
 	}
 	if err := cfg.common(raw, q); err != nil {
 		return nil, err
@@ -167,6 +177,38 @@ func ParseURL(raw string) (*Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// parseZK reads what is particular to zk:// URLs into cfg, and removes its
+// options from q.
+func parseZK(raw string, cfg *Config, u *url.URL, q url.Values) error {
+	cfg.Store = ZooKeeper
+	if len(cfg.Addrs) == 0 {
+		return badURL(raw, "no host")
+	}
+	if u.User != nil {
+		return badURL(raw, "zk:// takes no user information")
+	}
+	if root := strings.TrimSuffix(u.Path, "/"); root != "" {
+		if q.Get("prefix") != "" {
+			return badURL(raw, "give the root as the path or as prefix=, not both")
+		}
+		cfg.Prefix = root
+	}
+	for _, o := range []struct {
+		name string
+		d    *time.Duration
+	}{{"session_timeout", &cfg.ZooKeeperSessionTimeout}, {"max_session_timeout", &cfg.ZooKeeperMaxSessionTimeout}} {
+		if v := q.Get(o.name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return badURL(raw, o.name+" must be a positive duration")
+			}
+			*o.d = d
+		}
+		q.Del(o.name)
+	}
+	return nil
 }
 
 // common reads the options every store takes.

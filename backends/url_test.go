@@ -33,6 +33,11 @@ func TestParseURL(t *testing.T) {
 		{"etcd://root:pw@h1:2379,h2:2379?prefix=/x/&tls=true&dial_timeout=2s", backends.Config{
 			Store: "etcd", Addrs: []string{"h1:2379", "h2:2379"}, Username: "root", Password: "pw", Prefix: "/x/", TLS: true, DialTimeout: 2 * time.Second}},
 		{"REDIS://h:1", backends.Config{Store: "redis", Addrs: []string{"h:1"}}},
+		{"zk://127.0.0.1:12181", backends.Config{Store: "zk", Addrs: []string{"127.0.0.1:12181"}}},
+		{"zk://h1:2181,h2:2181/app/locks/?session_timeout=2s&max_session_timeout=30s&identity=a", backends.Config{
+			Store: "zk", Addrs: []string{"h1:2181", "h2:2181"}, Prefix: "/app/locks", Identity: "a",
+			ZooKeeperSessionTimeout: 2 * time.Second, ZooKeeperMaxSessionTimeout: 30 * time.Second}},
+		{"zk://h:1?prefix=/x", backends.Config{Store: "zk", Addrs: []string{"h:1"}, Prefix: "/x"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.url, func(t *testing.T) {
@@ -66,6 +71,12 @@ func TestParseURL_BadURLsAreTypedErrorsWithoutPasswords(t *testing.T) {
 		"mem://?shards=4",
 		"redis://u:hunter2@[::1:6379",
 		"postgres://u@h/db?password=hunter2&dlock_sessions=x",
+		"zk://",
+		"zk://u:hunter2@h:1",
+		"zk://h:1/a?prefix=/b",
+		"zk://h:1?session_timeout=0s",
+		"zk://h:1?max_session_timeout=soon",
+		"zk://h:1?tls=true",
 	}
 	for _, raw := range bad {
 		t.Run(raw, func(t *testing.T) {
@@ -98,7 +109,7 @@ func TestRedact(t *testing.T) {
 
 // FuzzParseURL: no panics, and an error never shows the password.
 func FuzzParseURL(f *testing.F) {
-	for _, s := range []string{"mem://", "redis://:pw@h:1/0", "etcd://u:pw@a:1,b:2?prefix=/x", "postgres://u:pw@h/db?password=pw", "rediss://x", "redis://[::1]:1"} {
+	for _, s := range []string{"mem://", "redis://:pw@h:1/0", "etcd://u:pw@a:1,b:2?prefix=/x", "postgres://u:pw@h/db?password=pw", "rediss://x", "redis://[::1]:1", "zk://a:1,b:2/dlock?session_timeout=1s"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
