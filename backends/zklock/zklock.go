@@ -314,6 +314,9 @@ func call[T any](ctx context.Context, b *backend, f func() (T, error)) (T, error
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
+	if ctx.Done() == nil {
+		return f() // ctx never ends: no need to wait beside the call
+	}
 	type result struct {
 		v   T
 		err error
