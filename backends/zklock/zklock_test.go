@@ -3,7 +3,11 @@ package zklock_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log"
+	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -342,5 +346,97 @@ func TestList_ReportsHeldKeys(t *testing.T) {
 		if got[k] != tok {
 			t.Errorf("List[%q] = %d, want %d", k, got[k], tok)
 		}
+	}
+}
+
+// received asks the server (`srvr`) how many packets it has received.
+func received(t testing.TB, addr string) int {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("srvr")); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(c)
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "Received: "); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no Received line in %q", out)
+	return 0
+}
+
+// TestRoundTrips counts the requests the server receives for each
+// operation, on a backend whose session is already open: one each. (The
+// count is the smallest of three tries, to leave out a heartbeat.)
+func TestRoundTrips(t *testing.T) {
+	srv := servers(t)
+	opts := testOptions()
+	opts.SessionTimeout = opts.MaxSessionTimeout // heartbeats every 20 s
+	a, b := newLocker(t, srv, opts), newLocker(t, srv, opts)
+	key := randomKey(t)
+	if err := a.Ping(ctxT(t)); err != nil { // opens the session
+		t.Fatal(err)
+	}
+	if err := b.Ping(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	count := func(setup, op func()) int {
+		best := 1 << 30
+		for range 3 {
+			setup()
+			before := received(t, srv[0])
+			op()
+			best = min(best, received(t, srv[0])-before-1) // -1: the srvr that measured
+		}
+		return best
+	}
+	var lk lock.Lock
+	take := func() {
+		var err error
+		if lk, err = a.Acquire(ctxT(t), key, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drop := func() {
+		if err := lk.Release(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acquire := count(func() {
+		if lk != nil {
+			drop()
+		}
+	}, take)
+	refused := count(func() {}, func() {
+		if _, err := b.Acquire(ctxT(t), key, time.Minute); !errors.Is(err, lock.ErrLockNotAcquired) {
+			t.Fatalf("Acquire of a held key: %v", err)
+		}
+	})
+	refresh := count(func() {}, func() {
+		if err := lk.Refresh(ctxT(t), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	})
+	release := count(func() {
+		if lk == nil {
+			take()
+		}
+	}, func() {
+		drop()
+		lk = nil
+	})
+	t.Logf("requests: acquire %d, refused acquire %d, refresh %d, release %d", acquire, refused, refresh, release)
+	if acquire != 1 || refused != 1 || refresh != 1 || release != 1 {
+		t.Errorf("want one request each")
 	}
 }
