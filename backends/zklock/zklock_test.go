@@ -172,7 +172,9 @@ func TestLoss_DeletedNodeCancelsHold(t *testing.T) {
 func TestSessionExpiry_LockIsFreedAndHolderTold(t *testing.T) {
 	srv := servers(t)
 	px := newProxy(t, srv[0])
-	const session = 500 * time.Millisecond
+	// Long enough that the hold's margin (a fifth: 400 ms) covers a scheduling
+	// stall on a loaded machine.
+	const session = 2 * time.Second
 	holder := newLocker(t, []string{px.addr}, &zklock.Options{
 		Root: testOptions().Root, SessionTimeout: session, MaxSessionTimeout: time.Minute,
 	})
