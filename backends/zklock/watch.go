@@ -20,8 +20,8 @@ const watchRetry = 250 * time.Millisecond
 // ended (the client learns of an expiry when it reconnects), the node was
 // deleted or overwritten (a watch on it fires), or — for a lock whose TTL
 // is longer than its session — the connection dropped. It returns nil for a
-// lock this backend did not take. The watcher stops when ctx ends or the
-// backend is closed.
+// lock this backend did not take. The watcher stops when ctx ends; Close,
+// which ends the sessions and so frees their locks, closes the channel.
 func (b *backend) NotifyLoss(ctx context.Context, key, owner string) <-chan struct{} {
 	e := b.lookup(owner)
 	if e == nil || e.key != key {
@@ -75,6 +75,9 @@ func (b *backend) watchLoss(ctx context.Context, key, owner string, e entry, los
 			close(lost)
 			return
 		case stopped:
+			if b.life.Err() != nil {
+				close(lost) // Close ended the session: the lock is gone
+			}
 			return
 		}
 	}

@@ -121,14 +121,25 @@ func TestClose_FreesLocksAtOnce(t *testing.T) {
 	}
 	b := newLocker(t, srv, nil)
 	key := randomKey(t)
-	if _, err := a.Acquire(ctxT(t), key, time.Minute); err != nil {
+	lk, err := a.Acquire(ctxT(t), key, time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
+	held, stop := lock.Hold(ctxT(t), lk, nil)
+	defer stop()
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case <-held.Done():
+		if !errors.Is(context.Cause(held), lock.ErrLockNotHeld) {
+			t.Errorf("hold ended with %v, want lock.ErrLockNotHeld", context.Cause(held))
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the hold of a lock whose Locker closed still runs after 5s")
+	}
 	// Closing the session deleted its nodes before Close returned.
-	lk, err := b.Acquire(ctxT(t), key, time.Minute)
+	lk, err = b.Acquire(ctxT(t), key, time.Minute)
 	if err != nil {
 		t.Fatalf("Acquire after the holder closed: %v", err)
 	}
