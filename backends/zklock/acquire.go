@@ -35,6 +35,14 @@ func (b *backend) TryAcquire(ctx context.Context, key, owner string, ttl time.Du
 	lp, mp := b.p.lock(key), b.p.marker(key, owner)
 	data := []byte(owner)
 	create := func() ([]zk.MultiResponse, error) {
+		// A clean-up release after a cancelled attempt waits for this
+		// request's answer: sent before the create, it would find
+		// nothing and leave the node behind.
+		settled := make(chan struct{})
+		defer close(settled)
+		b.mu.Lock()
+		e.settled = settled
+		b.mu.Unlock()
 		return s.conn.Multi(
 			&zk.CreateRequest{Path: lp, Data: data, Acl: acl, Flags: zk.FlagEphemeral},
 			&zk.CreateRequest{Path: mp, Acl: acl, Flags: zk.FlagEphemeral},
@@ -161,6 +169,11 @@ func (b *backend) Release(ctx context.Context, key, owner string) (bool, error) 
 	if err != nil {
 		return false, err
 	}
+	if e != nil {
+		if err := b.settle(ctx, e); err != nil {
+			return false, storeErr(ctx, "release", err)
+		}
+	}
 	_, err = call(ctx, b, func() ([]zk.MultiResponse, error) {
 		return s.conn.Multi(
 			&zk.DeleteRequest{Path: b.p.marker(key, owner), Version: -1},
@@ -180,4 +193,17 @@ func (b *backend) Release(ctx context.Context, key, owner string) (bool, error) 
 		b.forget(owner, e)
 	}
 	return true, nil
+}
+
+// settle waits until the acquisition that made e has its answer (at once
+// unless a cancelled attempt's request is still in flight).
+func (b *backend) settle(ctx context.Context, e *entry) error {
+	if c := b.snapshot(e).settled; c != nil {
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }

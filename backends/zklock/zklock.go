@@ -167,6 +167,8 @@ type entry struct {
 	// drops; only watched when strict (granted longer than the session).
 	cut    <-chan struct{}
 	strict bool
+	// settled is closed when the acquisition's request has its answer.
+	settled <-chan struct{}
 }
 
 var (
