@@ -78,6 +78,8 @@ type Config struct {
 	// ZooKeeperSessionTimeout and ZooKeeperMaxSessionTimeout bound the
 	// sessions zklock opens (zklock.Options). Default: zklock's.
 	ZooKeeperSessionTimeout, ZooKeeperMaxSessionTimeout time.Duration
+	// ZooKeeperEnforceTTL selects zklock's EnforceTTL mode.
+	ZooKeeperEnforceTTL bool
 }
 
 // OpenURL is [ParseURL] followed by [Open].
@@ -172,6 +174,7 @@ func zkBackend(ctx context.Context, cfg *Config) (driver.Backend, error) {
 		Root:              cfg.Prefix,
 		SessionTimeout:    cfg.ZooKeeperSessionTimeout,
 		MaxSessionTimeout: cfg.ZooKeeperMaxSessionTimeout,
+		EnforceTTL:        cfg.ZooKeeperEnforceTTL,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("backends: zookeeper: %w", err)

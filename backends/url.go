@@ -39,8 +39,8 @@ const (
 // dlock_sessions=N, dlock_namespace=…, dlock_record_holders=true; other
 // query parameters are pgx's and are passed on. etcd: tls=true, dial_timeout=5s.
 // ZooKeeper: the path is the root znode (or prefix=/root), session_timeout=4s
-// (the shortest session), max_session_timeout=40s (the longest); no user
-// information.
+// (the shortest session), max_session_timeout=40s (the longest),
+// enforce_ttl=true; no user information.
 //
 // Errors wrap [ErrInvalidURL] and show the URL with its password redacted.
 func ParseURL(raw string) (*Config, error) {
@@ -208,6 +208,13 @@ func parseZK(raw string, cfg *Config, u *url.URL, q url.Values) error {
 		}
 		q.Del(o.name)
 	}
+	if v := q.Get("enforce_ttl"); v != "" {
+		var err error
+		if cfg.ZooKeeperEnforceTTL, err = strconv.ParseBool(v); err != nil {
+			return badURL(raw, "enforce_ttl must be true or false")
+		}
+	}
+	q.Del("enforce_ttl")
 	return nil
 }
 

@@ -26,7 +26,8 @@ func (b *backend) TryAcquire(ctx context.Context, key, owner string, ttl time.Du
 	if err != nil {
 		return driver.Grant{}, false, err
 	}
-	granted, strict := s.grant(ttl)
+	start := time.Now()
+	granted, strict := b.grant(s, ttl)
 	gen, cut := s.current()
 	e := &entry{key: key, s: s, gen: gen, cut: cut, granted: granted, strict: strict}
 	// Remembered before the request: if its outcome is unknown, the
@@ -79,6 +80,9 @@ func (b *backend) TryAcquire(ctx context.Context, key, owner string, ttl time.Du
 	b.mu.Lock()
 	e.czxid, e.gen, e.cut = st.Czxid, gen, cut
 	b.mu.Unlock()
+	if b.enforce {
+		b.arm(key, owner, e, start.Add(granted))
+	}
 	return driver.Grant{Token: uint64(st.Czxid), TTL: granted}, true, nil
 }
 
@@ -116,6 +120,18 @@ func (b *backend) Refresh(ctx context.Context, key, owner string, ttl time.Durat
 	if err != nil {
 		return 0, false, err
 	}
+	var ex *expiry
+	if e != nil {
+		ex = b.snapshot(e).exp
+	}
+	if ex != nil {
+		ex.mu.Lock()
+		defer ex.mu.Unlock()
+		if ex.expired() {
+			return 0, false, nil // the timer deletes it
+		}
+	}
+	start := time.Now()
 	type got struct {
 		data []byte
 		st   *zk.Stat
@@ -152,10 +168,14 @@ func (b *backend) Refresh(ctx context.Context, key, owner string, ttl time.Durat
 		b.forget(owner, e)
 		return 0, false, nil
 	}
-	granted, strict := s.grant(ttl)
+	granted, strict := b.grant(s, ttl)
 	b.mu.Lock()
 	e.granted, e.strict, e.cut = granted, strict, cut
 	b.mu.Unlock()
+	if ex != nil {
+		ex.deadline = start.Add(granted)
+		ex.timer.Reset(time.Until(ex.deadline))
+	}
 	return granted, true, nil
 }
 
@@ -173,26 +193,43 @@ func (b *backend) Release(ctx context.Context, key, owner string) (bool, error) 
 		if err := b.settle(ctx, e); err != nil {
 			return false, storeErr(ctx, "release", err)
 		}
-	}
-	_, err = call(ctx, b, func() ([]zk.MultiResponse, error) {
-		return s.conn.Multi(
-			&zk.DeleteRequest{Path: b.p.marker(key, owner), Version: -1},
-			&zk.DeleteRequest{Path: b.p.lock(key), Version: -1},
-		)
-	})
-	if errors.Is(err, zk.ErrNoNode) {
-		if e != nil {
-			b.forget(owner, e)
+		if ex := b.snapshot(e).exp; ex != nil {
+			ex.mu.Lock()
+			expired := ex.expired()
+			ex.done = true
+			ex.timer.Stop()
+			ex.mu.Unlock()
+			if expired {
+				// Past its TTL: not held any more, whether or not the
+				// timer's deletion ran yet.
+				b.goBackground(func() { b.deleteExpired(key, owner, e) })
+				return false, nil
+			}
 		}
-		return false, nil
 	}
+	ok, err := b.deleteLock(ctx, s, key, owner)
 	if err != nil {
 		return false, storeErr(ctx, "release", err)
 	}
 	if e != nil {
 		b.forget(owner, e)
 	}
-	return true, nil
+	return ok, nil
+}
+
+// deleteLock deletes owner's marker and key's lock node in one
+// transaction; ok is false when the marker was gone (not owner's lock).
+func (b *backend) deleteLock(ctx context.Context, s *session, key, owner string) (bool, error) {
+	_, err := call(ctx, b, func() ([]zk.MultiResponse, error) {
+		return s.conn.Multi(
+			&zk.DeleteRequest{Path: b.p.marker(key, owner), Version: -1},
+			&zk.DeleteRequest{Path: b.p.lock(key), Version: -1},
+		)
+	})
+	if errors.Is(err, zk.ErrNoNode) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // settle waits until the acquisition that made e has its answer (at once

@@ -39,3 +39,18 @@ func TestConformance(t *testing.T) {
 		MinTTL:      time.Second,
 	})
 }
+
+// TestConformance_EnforceTTL runs the suite with the TTL enforced by the
+// holder's backend: its expiry tests run too.
+func TestConformance_EnforceTTL(t *testing.T) {
+	servers := servers(t)
+	opts := testOptions()
+	opts.EnforceTTL = true
+	locktest.Run(t, func(t *testing.T) driver.Backend {
+		b, err := zklock.NewBackend(servers, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}, locktest.Options{})
+}

@@ -73,11 +73,12 @@
 //   - A holder whose process dies, or who is cut off from the ensemble,
 //     loses its locks one session timeout (its granted TTL) after the
 //     server last heard from it.
-//   - A holder that stays connected keeps its locks until it releases them
-//     or closes the Locker, whether or not it refreshes: the TTL is
-//     advisory while the holder lives (declared to the conformance suite
-//     as such). Refresh confirms that the lock is still there; it cannot
-//     extend anything, and a lock that is not refreshed does not expire.
+//   - By default, a holder that stays connected keeps its locks until it
+//     releases them or closes the Locker, whether or not it refreshes: the
+//     TTL is advisory while the holder lives (declared to the conformance
+//     suite as such). Refresh confirms that the lock is still there; it
+//     cannot extend anything, and a lock that is not refreshed does not
+//     expire. EnforceTTL (below) changes that.
 //   - Because the session is at least as long as the granted TTL, the
 //     server never frees a lock before [lock.Hold]'s refresh deadline has
 //     told its holder (Hold ends a hold when no refresh succeeded within
@@ -86,6 +87,16 @@
 //     longest session; such a lock is reported lost (by [lock.Hold]'s
 //     context) as soon as its connection drops, because the server may
 //     then free it before its TTL.
+//
+// With [Options.EnforceTTL] the TTL holds while the holder lives too: the
+// granted TTL is the one asked for, and the backend deletes a lock that was
+// not refreshed within it (a timer per held lock, reset by every Refresh;
+// a deletion that cannot reach the ensemble is retried until the session
+// ends). Expiry is then enforced by the holder's backend while it runs, and
+// by the server, one session timeout after it last heard from the holder,
+// when it does not; the conformance suite runs its expiry tests on this
+// mode. Only the holder's backend knows the deadline: [driver.Inspector]
+// reports it for locks held through the same backend, and zero for others.
 //
 // The server must grant the session lengths the backend asks for: set
 // SessionTimeout at or above the server's minSessionTimeout and

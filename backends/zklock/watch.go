@@ -173,7 +173,23 @@ func (b *backend) read(ctx context.Context, s *session, p string) (driver.Holder
 	if r.st.EphemeralOwner == 0 {
 		return driver.Holder{}, false, nil // not a lock of ours
 	}
-	return driver.Holder{Owner: string(r.data), Token: uint64(r.st.Czxid)}, true, nil
+	h := driver.Holder{Owner: string(r.data), Token: uint64(r.st.Czxid)}
+	if b.enforce {
+		// Only the backend holding a lock knows its deadline.
+		if e := b.lookup(h.Owner); e != nil {
+			if cur := b.snapshot(e); cur.exp != nil && cur.czxid == r.st.Czxid {
+				ex := cur.exp
+				ex.mu.Lock()
+				left, expired := time.Until(ex.deadline), ex.expired()
+				ex.mu.Unlock()
+				if expired {
+					return driver.Holder{}, false, nil // being deleted
+				}
+				h.TTL = left
+			}
+		}
+	}
+	return h, true, nil
 }
 
 // List implements [driver.Lister]: it lists the locks directory (one round

@@ -23,6 +23,10 @@ const (
 	DefaultMaxSessionTimeout = 40 * time.Second
 )
 
+// defaultCleanupTimeout bounds each attempt to delete an expired lock when
+// Options.Lock.CleanupTimeout is zero.
+const defaultCleanupTimeout = 5 * time.Second
+
 // errClosed is returned by the methods of a closed backend.
 var errClosed = errors.New("zklock: backend closed")
 
@@ -46,6 +50,14 @@ type Options struct {
 	// less than asked would free a lock before its holder is told. Default:
 	// [DefaultMaxSessionTimeout].
 	MaxSessionTimeout time.Duration
+	// EnforceTTL makes a lock's TTL hold while its holder lives too: the
+	// backend deletes a lock that was not refreshed within its TTL (a
+	// timer per held lock; no goroutine while it waits), and the granted
+	// TTL is the one asked for. The server still frees the locks of a
+	// holder that died or was cut off, one session timeout (at least the
+	// TTL) after it last heard from it. Default false: a lock lives as long
+	// as its holder's session, refreshed or not.
+	EnforceTTL bool
 	// Logger receives the ZooKeeper client's messages (connections,
 	// reconnections) at debug level. Nil means silent.
 	Logger *slog.Logger
@@ -119,8 +131,17 @@ func newBackend(servers []string, opts *Options) (*backend, error) {
 	case o.MaxSessionTimeout > time.Duration(1<<31-1)*time.Millisecond:
 		return nil, fmt.Errorf("zklock: MaxSessionTimeout %v does not fit ZooKeeper's 32-bit milliseconds", o.MaxSessionTimeout)
 	}
+	if o.Lock.CleanupTimeout < 0 {
+		return nil, fmt.Errorf("zklock: negative CleanupTimeout %v", o.Lock.CleanupTimeout)
+	}
+	cleanup := o.Lock.CleanupTimeout
+	if cleanup == 0 {
+		cleanup = defaultCleanupTimeout
+	}
 	life, stop := context.WithCancel(context.Background())
 	return &backend{
+		enforce:  o.EnforceTTL,
+		cleanup:  cleanup,
 		servers:  append([]string(nil), servers...),
 		p:        newPaths(o.Root),
 		minS:     o.SessionTimeout.Round(time.Millisecond),
@@ -140,6 +161,8 @@ type backend struct {
 	p          paths
 	minS, maxS time.Duration
 	log        *slog.Logger
+	enforce    bool          // Options.EnforceTTL
+	cleanup    time.Duration // bounds each deletion of an expired lock
 
 	life context.Context // ends at Close: stops watchers
 	stop context.CancelFunc
@@ -169,6 +192,17 @@ type entry struct {
 	strict bool
 	// settled is closed when the acquisition's request has its answer.
 	settled <-chan struct{}
+	// exp is the lock's local deadline under EnforceTTL, nil otherwise.
+	exp *expiry
+}
+
+// grant returns the TTL a lock asking for ttl gets on session s, and
+// whether it is strict (see session.grant).
+func (b *backend) grant(s *session, ttl time.Duration) (time.Duration, bool) {
+	if b.enforce {
+		return ttl, ttl > s.timeout
+	}
+	return s.grant(ttl)
 }
 
 var (
@@ -280,6 +314,7 @@ func (b *backend) Close() error {
 	sessions := b.sessions
 	b.sessions = nil
 	b.mu.Unlock()
+	b.stopTimers()
 	b.stop()
 	var wg sync.WaitGroup
 	for _, s := range sessions {
