@@ -40,20 +40,26 @@ func (b *backend) TryAcquire(ctx context.Context, key, owner string, ttl time.Du
 		// request's answer: sent before the create, it would find
 		// nothing and leave the node behind.
 		settled := make(chan struct{})
-		defer close(settled)
 		b.mu.Lock()
 		e.settled = settled
 		b.mu.Unlock()
-		return s.conn.Multi(
-			&zk.CreateRequest{Path: lp, Data: data, Acl: acl, Flags: zk.FlagEphemeral},
-			&zk.CreateRequest{Path: mp, Acl: acl, Flags: zk.FlagEphemeral},
-			&zk.SetDataRequest{Path: lp, Data: data, Version: 0},
-		)
+		resp, started, err := callStarted(ctx, b, func() ([]zk.MultiResponse, error) {
+			defer close(settled)
+			return s.conn.Multi(
+				&zk.CreateRequest{Path: lp, Data: data, Acl: acl, Flags: zk.FlagEphemeral},
+				&zk.CreateRequest{Path: mp, Acl: acl, Flags: zk.FlagEphemeral},
+				&zk.SetDataRequest{Path: lp, Data: data, Version: 0},
+			)
+		})
+		if !started {
+			close(settled) // nothing was sent
+		}
+		return resp, err
 	}
-	resp, err := call(ctx, b, create)
+	resp, err := create()
 	if errors.Is(err, zk.ErrNoNode) {
 		if err = b.makeParents(ctx, s); err == nil {
-			resp, err = call(ctx, b, create)
+			resp, err = create()
 		}
 	}
 	switch {
@@ -184,7 +190,7 @@ func (b *backend) Refresh(ctx context.Context, key, owner string, ttl time.Durat
 // the transaction fails, deleting nothing, when the lock is no longer
 // owner's — ZooKeeper cannot compare a node's data in a transaction, but
 // it can require that a node exists.
-func (b *backend) Release(ctx context.Context, key, owner string) (bool, error) {
+func (b *backend) Release(ctx context.Context, key, owner string) (_ bool, err error) {
 	e, s, err := b.connFor(key, owner)
 	if err != nil {
 		return false, err
@@ -195,16 +201,30 @@ func (b *backend) Release(ctx context.Context, key, owner string) (bool, error) 
 		}
 		if ex := b.snapshot(e).exp; ex != nil {
 			ex.mu.Lock()
-			expired := ex.expired()
+			wasDone := ex.done // expired (and being deleted) or being released
+			late := !wasDone && ex.expired()
 			ex.done = true
 			ex.timer.Stop()
 			ex.mu.Unlock()
-			if expired {
-				// Past its TTL: not held any more, whether or not the
-				// timer's deletion ran yet.
+			switch {
+			case wasDone:
+				return false, nil
+			case late:
+				// Past its TTL, before the timer's callback ran: not
+				// held any more; delete it as the timer would have.
 				b.goBackground(func() { b.deleteExpired(key, owner, e) })
 				return false, nil
 			}
+			defer func() {
+				if err != nil {
+					// Still ours as far as we know: the deadline
+					// applies again.
+					ex.mu.Lock()
+					ex.done = false
+					ex.timer.Reset(time.Until(ex.deadline))
+					ex.mu.Unlock()
+				}
+			}()
 		}
 	}
 	ok, err := b.deleteLock(ctx, s, key, owner)

@@ -347,12 +347,20 @@ func (b *backend) goBackground(f func()) bool {
 // every request, at the latest with an error when its connection drops or
 // the backend closes the session.
 func call[T any](ctx context.Context, b *backend, f func() (T, error)) (T, error) {
+	v, _, err := callStarted(ctx, b, f)
+	return v, err
+}
+
+// callStarted is call that also reports whether f was started (it then
+// runs to its end, maybe after callStarted returned).
+func callStarted[T any](ctx context.Context, b *backend, f func() (T, error)) (T, bool, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
-		return zero, err
+		return zero, false, err
 	}
 	if ctx.Done() == nil {
-		return f() // ctx never ends: no need to wait beside the call
+		v, err := f() // ctx never ends: no need to wait beside the call
+		return v, true, err
 	}
 	type result struct {
 		v   T
@@ -363,13 +371,13 @@ func call[T any](ctx context.Context, b *backend, f func() (T, error)) (T, error
 		v, err := f()
 		ch <- result{v, err}
 	}) {
-		return zero, errClosed
+		return zero, false, errClosed
 	}
 	select {
 	case r := <-ch:
-		return r.v, r.err
+		return r.v, true, r.err
 	case <-ctx.Done():
-		return zero, ctx.Err()
+		return zero, true, ctx.Err()
 	}
 }
 
