@@ -120,7 +120,9 @@ func (b *backend) makeParents(ctx context.Context, s *session) error {
 // Refresh reads the lock node (one round trip) and confirms that it still
 // holds owner with the token it was created with. That the ephemeral node
 // exists proves its session alive: the server deletes it when the session
-// ends. Nothing is extended: the session's heartbeats keep the lock alive.
+// ends. Nothing is extended on the server: the session's heartbeats keep
+// the lock alive. Under EnforceTTL the local deadline moves to ttl from the
+// start of the read.
 func (b *backend) Refresh(ctx context.Context, key, owner string, ttl time.Duration) (time.Duration, bool, error) {
 	e, s, err := b.connFor(key, owner)
 	if err != nil {

@@ -25,7 +25,8 @@
 //     was written.
 //   - Refresh: a read of the lock node (one round trip), which must still
 //     hold owner with the same creation zxid, owned by the backend's live
-//     session. Nothing is extended: the session's heartbeats keep the node.
+//     session. Nothing is extended on the server: the session's heartbeats
+//     keep the node (under EnforceTTL the lock's local deadline moves).
 //   - Release: one transaction deleting the marker and the lock node (one
 //     round trip). ZooKeeper cannot compare a node's data in a transaction,
 //     but it can require a node to exist: the marker exists exactly as long
