@@ -7,7 +7,7 @@
 # started as ZooKeeperServerMain (standalone, no quorum code) in the
 # background with its own zoo.cfg, so that its PID is ours to stop; the admin
 # server (Jetty, :8080 by default) is disabled, and the four-letter words
-# `ruok` and `srvr` are allowed so that readiness can be checked.
+# `ruok` and `srvr` are allowed so that readiness can be checked (srvr).
 #
 # Timing, chosen for tests with short sessions:
 #   tickTime=100           the server's unit of time: it checks for expired
@@ -31,9 +31,11 @@
 
 zk_port=12181
 
-# zk_ok asks the server `ruok` and expects `imok`.
+# zk_ok asks the server `srvr`, which reports a zxid only once the server
+# serves clients (`ruok` answers `imok` earlier, while sessions are still
+# refused).
 zk_ok() {
-	[ "$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$zk_port && printf ruok >&3 && cat <&3" 2>/dev/null)" = imok ]
+	timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$zk_port && printf srvr >&3 && cat <&3" 2>/dev/null | grep -q '^Zxid:'
 }
 
 # zk_classpath prints the server's class path: the configuration directory
@@ -54,7 +56,7 @@ svc_zookeeper_start() {
 		return 0
 	fi
 	if zk_ok; then
-		log "port $zk_port answers ruok but was not started from $dir: refusing to touch it"
+		log "port $zk_port answers srvr but was not started from $dir: refusing to touch it"
 		return 1
 	fi
 	mkdir -p "$dir/data"
