@@ -35,7 +35,9 @@ zk_port=12181
 # serves clients (`ruok` answers `imok` earlier, while sessions are still
 # refused).
 zk_ok() {
-	timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$zk_port && printf srvr >&3 && cat <&3" 2>/dev/null | grep -q '^Zxid:'
+	local out
+	out=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$zk_port && printf srvr >&3 && cat <&3" 2>/dev/null) || true
+	[[ $out == *$'\nZxid: '* ]]
 }
 
 # zk_classpath prints the server's class path: the configuration directory
