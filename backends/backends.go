@@ -27,6 +27,7 @@ import (
 	"github.com/dlockgo/dlock/backends/memlock"
 	"github.com/dlockgo/dlock/backends/pglock"
 	"github.com/dlockgo/dlock/backends/redislock"
+	"github.com/dlockgo/dlock/backends/zklock"
 	"github.com/dlockgo/dlock/lock"
 	"github.com/dlockgo/dlock/lock/driver"
 )
@@ -34,8 +35,8 @@ import (
 // Config names a store and how to reach it. [ParseURL] makes one from a
 // URL.
 type Config struct {
-	// Store is the kind of store: [Memory], [Redis], [Postgres], [Etcd] or
-	// [DynamoDB].
+	// Store is the kind of store: [Memory], [Redis], [Postgres], [Etcd],
+	// [ZooKeeper] or [DynamoDB].
 	Store string
 	// Addrs are the servers' host:port addresses (Redis: one server, the
 	// seeds of a Cluster, or Sentinels; etcd: endpoints). PostgreSQL uses
@@ -94,6 +95,11 @@ type Config struct {
 	// not exist (dynamolock.CreateTable), for development. Production
 	// tables are created once, at deployment.
 	DynamoDBCreateTable bool
+	// ZooKeeperSessionTimeout and ZooKeeperMaxSessionTimeout bound the
+	// sessions zklock opens (zklock.Options). Default: zklock's.
+	ZooKeeperSessionTimeout, ZooKeeperMaxSessionTimeout time.Duration
+	// ZooKeeperEnforceTTL selects zklock's EnforceTTL mode.
+	ZooKeeperEnforceTTL bool
 }
 
 // OpenURL is [ParseURL] followed by [Open].
@@ -177,8 +183,29 @@ func OpenBackend(ctx context.Context, cfg *Config) (driver.Backend, error) {
 		return own(b, client.Close), nil
 	case DynamoDB:
 		return openDynamoDB(ctx, cfg)
+	case ZooKeeper:
+		return zkBackend(ctx, cfg)
 	}
 	return nil, fmt.Errorf("%w: unknown store %q", ErrInvalidURL, cfg.Store)
+}
+
+// zkBackend opens zklock's backend, which owns the sessions it opens, and
+// checks that the ensemble answers.
+func zkBackend(ctx context.Context, cfg *Config) (driver.Backend, error) {
+	b, err := zklock.NewBackend(cfg.Addrs, &zklock.Options{
+		Root:              cfg.Prefix,
+		SessionTimeout:    cfg.ZooKeeperSessionTimeout,
+		MaxSessionTimeout: cfg.ZooKeeperMaxSessionTimeout,
+		EnforceTTL:        cfg.ZooKeeperEnforceTTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backends: zookeeper: %w", err)
+	}
+	if err := b.Ping(ctx); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("backends: zookeeper: %w", err)
+	}
+	return b, nil
 }
 
 // Records is the store of completion records of package once; it
@@ -245,6 +272,8 @@ func OpenRecords(ctx context.Context, cfg *Config) (Records, error) {
 		return records{r, client.Close}, nil
 	case DynamoDB:
 		return nil, fmt.Errorf("backends: dynamodb keeps no completion records: %w", errors.ErrUnsupported)
+	case ZooKeeper:
+		return nil, fmt.Errorf("backends: zookeeper keeps no completion records: %w", errors.ErrUnsupported)
 	}
 	return nil, fmt.Errorf("%w: unknown store %q", ErrInvalidURL, cfg.Store)
 }

@@ -15,11 +15,12 @@ var ErrInvalidURL = errors.New("backends: invalid store URL")
 
 // Store kinds, as in [Config.Store].
 const (
-	Memory   = "mem"
-	Redis    = "redis"
-	Postgres = "postgres"
-	Etcd     = "etcd"
-	DynamoDB = "dynamodb"
+	Memory    = "mem"
+	Redis     = "redis"
+	Postgres  = "postgres"
+	Etcd      = "etcd"
+	ZooKeeper = "zk"
+	DynamoDB  = "dynamodb"
 )
 
 // ParseURL turns a store URL into a [Config]:
@@ -30,6 +31,7 @@ const (
 //	postgres://user:password@host:port/database[?options]   (also postgresql://)
 //	etcd://[user:password@]host:port[,host:port…][?options]
 //	dynamodb://[key_id:secret@][host:port]/[table][?options]
+//	zk://host:port[,host:port…][/root][?options]
 //
 // Options common to every store: identity (stored with each lock), prefix
 // (the store's key prefix or namespace). Redis: master (a Sentinel master
@@ -39,6 +41,9 @@ const (
 // query parameters are pgx's and are passed on. etcd: tls=true, dial_timeout=5s.
 // DynamoDB: region=…, tls=false, create_table=true (see [Config.DynamoDBTable]
 // for the rest).
+// ZooKeeper: the path is the root znode (or prefix=/root), session_timeout=4s
+// (the shortest session), max_session_timeout=40s (the longest),
+// enforce_ttl=true; no user information.
 //
 // Errors wrap [ErrInvalidURL] and show the URL with its password redacted.
 func ParseURL(raw string) (*Config, error) {
@@ -163,8 +168,12 @@ func ParseURL(raw string) (*Config, error) {
 		if err := cfg.parseDynamoDB(u, q); err != nil {
 			return nil, badURL(raw, err.Error())
 		}
+	case ZooKeeper:
+		if err := parseZK(raw, cfg, u, q); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, badURL(raw, fmt.Sprintf("unknown store %q (want mem, redis, rediss, postgres, postgresql, etcd or dynamodb)", scheme))
+		return nil, badURL(raw, fmt.Sprintf("unknown store %q (want mem, redis, rediss, postgres, postgresql, etcd, zk or dynamodb)", scheme))
 	}
 	if err := cfg.common(raw, q); err != nil {
 		return nil, err
@@ -175,6 +184,45 @@ func ParseURL(raw string) (*Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// parseZK reads what is particular to zk:// URLs into cfg, and removes its
+// options from q.
+func parseZK(raw string, cfg *Config, u *url.URL, q url.Values) error {
+	cfg.Store = ZooKeeper
+	if len(cfg.Addrs) == 0 {
+		return badURL(raw, "no host")
+	}
+	if u.User != nil {
+		return badURL(raw, "zk:// takes no user information")
+	}
+	if root := strings.TrimSuffix(u.Path, "/"); root != "" {
+		if q.Get("prefix") != "" {
+			return badURL(raw, "give the root as the path or as prefix=, not both")
+		}
+		cfg.Prefix = root
+	}
+	for _, o := range []struct {
+		name string
+		d    *time.Duration
+	}{{"session_timeout", &cfg.ZooKeeperSessionTimeout}, {"max_session_timeout", &cfg.ZooKeeperMaxSessionTimeout}} {
+		if v := q.Get(o.name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return badURL(raw, o.name+" must be a positive duration")
+			}
+			*o.d = d
+		}
+		q.Del(o.name)
+	}
+	if v := q.Get("enforce_ttl"); v != "" {
+		var err error
+		if cfg.ZooKeeperEnforceTTL, err = strconv.ParseBool(v); err != nil {
+			return badURL(raw, "enforce_ttl must be true or false")
+		}
+	}
+	q.Del("enforce_ttl")
+	return nil
 }
 
 // common reads the options every store takes.

@@ -41,6 +41,11 @@ func TestParseURL(t *testing.T) {
 		{"dynamodb://AKIDEXAMPLE:s3cret@vpce-1.dynamodb.eu-west-1.vpce.amazonaws.com?region=eu-west-1", backends.Config{
 			Store: "dynamodb", Addrs: []string{"vpce-1.dynamodb.eu-west-1.vpce.amazonaws.com"}, Username: "AKIDEXAMPLE", Password: "s3cret",
 			TLS: true, DynamoDBRegion: "eu-west-1"}},
+		{"zk://127.0.0.1:12181", backends.Config{Store: "zk", Addrs: []string{"127.0.0.1:12181"}}},
+		{"zk://h1:2181,h2:2181/app/locks/?session_timeout=2s&max_session_timeout=30s&identity=a", backends.Config{
+			Store: "zk", Addrs: []string{"h1:2181", "h2:2181"}, Prefix: "/app/locks", Identity: "a",
+			ZooKeeperSessionTimeout: 2 * time.Second, ZooKeeperMaxSessionTimeout: 30 * time.Second}},
+		{"zk://h:1?prefix=/x&enforce_ttl=true", backends.Config{Store: "zk", Addrs: []string{"h:1"}, Prefix: "/x", ZooKeeperEnforceTTL: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.url, func(t *testing.T) {
@@ -83,6 +88,13 @@ func TestParseURL_BadURLsAreTypedErrorsWithoutPasswords(t *testing.T) {
 		"dynamodb://k:hunter2@h:1/dlock?consistent=false",
 		"dynamodb://:hunter2@h:1/dlock",
 		"dynamodb://k@h:1/dlock",
+		"zk://",
+		"zk://u:hunter2@h:1",
+		"zk://h:1/a?prefix=/b",
+		"zk://h:1?session_timeout=0s",
+		"zk://h:1?max_session_timeout=soon",
+		"zk://h:1?tls=true",
+		"zk://h:1?enforce_ttl=sometimes",
 	}
 	for _, raw := range bad {
 		t.Run(raw, func(t *testing.T) {
@@ -116,7 +128,7 @@ func TestRedact(t *testing.T) {
 // FuzzParseURL: no panics, and an error never shows the password.
 func FuzzParseURL(f *testing.F) {
 	for _, s := range []string{"mem://", "redis://:pw@h:1/0", "etcd://u:pw@a:1,b:2?prefix=/x", "postgres://u:pw@h/db?password=pw", "rediss://x", "redis://[::1]:1",
-		"dynamodb://k:pw@127.0.0.1:18000/dlock?tls=false&region=us-east-1", "dynamodb:///t.x-y_z?create_table=1"} {
+		"dynamodb://k:pw@127.0.0.1:18000/dlock?tls=false&region=us-east-1", "dynamodb:///t.x-y_z?create_table=1", "zk://a:1,b:2/dlock?session_timeout=1s"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {

@@ -13,7 +13,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -30,12 +29,6 @@ import (
 // etcdTTL is the TTL of every contender's lock (whole seconds for etcd).
 const etcdTTL = 10 * time.Second
 
-// etcdContender acquires and releases one lock: one cycle.
-type etcdContender struct {
-	name  string
-	cycle func(ctx context.Context, key string) error
-}
-
 func etcdClient(b *testing.B) *clientv3.Client {
 	b.Helper()
 	c, err := clientv3.New(clientv3.Config{
@@ -50,7 +43,7 @@ func etcdClient(b *testing.B) *clientv3.Client {
 	return c
 }
 
-func etcdContenders(b *testing.B) []etcdContender {
+func etcdContenders(b *testing.B) []contender {
 	b.Helper()
 	ctx := context.Background()
 	c := etcdClient(b)
@@ -75,7 +68,7 @@ func etcdContenders(b *testing.B) []etcdContender {
 	}
 	b.Cleanup(func() { _, _ = c.Revoke(context.Background(), floorLease.ID) })
 
-	return []etcdContender{
+	return []contender{
 		{"etcdlock", func(ctx context.Context, key string) error {
 			lk, err := locker.Acquire(ctx, key, etcdTTL)
 			if err != nil {
@@ -124,49 +117,9 @@ func etcdContenders(b *testing.B) []etcdContender {
 	}
 }
 
-func etcdRunID() string { return fmt.Sprint(time.Now().UnixNano()) }
-
 // BenchmarkEtcd measures each contender on its own (for -benchmem).
-func BenchmarkEtcd(b *testing.B) {
-	run := etcdRunID()
-	for _, c := range etcdContenders(b) {
-		b.Run(c.name, func(b *testing.B) {
-			ctx := context.Background()
-			key := run + "/" + c.name
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := c.cycle(ctx, key); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
+func BenchmarkEtcd(b *testing.B) { benchEach(b, etcdContenders(b)) }
 
 // BenchmarkEtcdInterleaved runs the contenders in one loop and reports
 // ns per acquire+release cycle of each, and etcdlock's ratios.
-func BenchmarkEtcdInterleaved(b *testing.B) {
-	cs := etcdContenders(b)
-	run := etcdRunID()
-	ctx := context.Background()
-	total := make([]time.Duration, len(cs))
-	n := 0
-	for b.Loop() {
-		for j := range cs {
-			c := cs[(n+j)%len(cs)]
-			start := time.Now()
-			if err := c.cycle(ctx, run+"/"+c.name); err != nil {
-				b.Fatalf("%s: %v", c.name, err)
-			}
-			total[(n+j)%len(cs)] += time.Since(start)
-		}
-		n++
-	}
-	per := func(i int) float64 { return float64(total[i].Nanoseconds()) / float64(n) }
-	for i, c := range cs {
-		b.ReportMetric(per(i), c.name+"-ns/cycle")
-	}
-	for i, c := range cs[1:] {
-		b.ReportMetric(per(0)/per(i+1), "etcdlock/"+c.name)
-	}
-}
+func BenchmarkEtcdInterleaved(b *testing.B) { benchInterleaved(b, etcdContenders(b), false) }

@@ -20,6 +20,7 @@ const (
 	Etcd         = "DLOCK_TEST_ETCD_URL"
 	EtcdCluster  = "DLOCK_TEST_ETCD_CLUSTER_URL"
 	DynamoDB     = "DLOCK_TEST_DYNAMODB_URL"
+	ZooKeeper    = "DLOCK_TEST_ZK_URL"
 )
 
 // URL returns the value of the environment variable name. When it is empty
