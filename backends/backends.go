@@ -98,8 +98,8 @@ type Config struct {
 	// ZooKeeperSessionTimeout and ZooKeeperMaxSessionTimeout bound the
 	// sessions zklock opens (zklock.Options). Default: zklock's.
 	ZooKeeperSessionTimeout, ZooKeeperMaxSessionTimeout time.Duration
-	// ZooKeeperEnforceTTL selects zklock's EnforceTTL mode.
-	ZooKeeperEnforceTTL bool
+	// ZooKeeperAdvisoryTTL selects zklock's AdvisoryTTL mode.
+	ZooKeeperAdvisoryTTL bool
 }
 
 // OpenURL is [ParseURL] followed by [Open].
@@ -196,7 +196,7 @@ func zkBackend(ctx context.Context, cfg *Config) (driver.Backend, error) {
 		Root:              cfg.Prefix,
 		SessionTimeout:    cfg.ZooKeeperSessionTimeout,
 		MaxSessionTimeout: cfg.ZooKeeperMaxSessionTimeout,
-		EnforceTTL:        cfg.ZooKeeperEnforceTTL,
+		AdvisoryTTL:       cfg.ZooKeeperAdvisoryTTL,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("backends: zookeeper: %w", err)

@@ -43,7 +43,7 @@ const (
 // for the rest).
 // ZooKeeper: the path is the root znode (or prefix=/root), session_timeout=4s
 // (the shortest session), max_session_timeout=40s (the longest),
-// enforce_ttl=true; no user information.
+// advisory_ttl=true; no user information.
 //
 // Errors wrap [ErrInvalidURL] and show the URL with its password redacted.
 func ParseURL(raw string) (*Config, error) {
@@ -215,13 +215,13 @@ func parseZK(raw string, cfg *Config, u *url.URL, q url.Values) error {
 		}
 		q.Del(o.name)
 	}
-	if v := q.Get("enforce_ttl"); v != "" {
+	if v := q.Get("advisory_ttl"); v != "" {
 		var err error
-		if cfg.ZooKeeperEnforceTTL, err = strconv.ParseBool(v); err != nil {
-			return badURL(raw, "enforce_ttl must be true or false")
+		if cfg.ZooKeeperAdvisoryTTL, err = strconv.ParseBool(v); err != nil {
+			return badURL(raw, "advisory_ttl must be true or false")
 		}
 	}
-	q.Del("enforce_ttl")
+	q.Del("advisory_ttl")
 	return nil
 }
 

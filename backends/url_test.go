@@ -45,7 +45,7 @@ func TestParseURL(t *testing.T) {
 		{"zk://h1:2181,h2:2181/app/locks/?session_timeout=2s&max_session_timeout=30s&identity=a", backends.Config{
 			Store: "zk", Addrs: []string{"h1:2181", "h2:2181"}, Prefix: "/app/locks", Identity: "a",
 			ZooKeeperSessionTimeout: 2 * time.Second, ZooKeeperMaxSessionTimeout: 30 * time.Second}},
-		{"zk://h:1?prefix=/x&enforce_ttl=true", backends.Config{Store: "zk", Addrs: []string{"h:1"}, Prefix: "/x", ZooKeeperEnforceTTL: true}},
+		{"zk://h:1?prefix=/x&advisory_ttl=true", backends.Config{Store: "zk", Addrs: []string{"h:1"}, Prefix: "/x", ZooKeeperAdvisoryTTL: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.url, func(t *testing.T) {
@@ -94,7 +94,7 @@ func TestParseURL_BadURLsAreTypedErrorsWithoutPasswords(t *testing.T) {
 		"zk://h:1?session_timeout=0s",
 		"zk://h:1?max_session_timeout=soon",
 		"zk://h:1?tls=true",
-		"zk://h:1?enforce_ttl=sometimes",
+		"zk://h:1?advisory_ttl=sometimes",
 	}
 	for _, raw := range bad {
 		t.Run(raw, func(t *testing.T) {

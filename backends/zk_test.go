@@ -14,7 +14,7 @@ import (
 // TestOpenURL_ZooKeeper opens zk:// and takes a lock. ZooKeeper keeps no
 // completion records: OpenRecords says so.
 func TestOpenURL_ZooKeeper(t *testing.T) {
-	url := "zk://" + testenv.URL(t, testenv.ZooKeeper) + "/dlock-backends-test?identity=t&session_timeout=1s&max_session_timeout=60s&enforce_ttl=true"
+	url := "zk://" + testenv.URL(t, testenv.ZooKeeper) + "/dlock-backends-test?identity=t&session_timeout=1s&max_session_timeout=60s"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	l, err := backends.OpenURL(ctx, url)

@@ -121,7 +121,7 @@ func (b *backend) makeParents(ctx context.Context, s *session) error {
 // holds owner with the token it was created with. That the ephemeral node
 // exists proves its session alive: the server deletes it when the session
 // ends. Nothing is extended on the server: the session's heartbeats keep
-// the lock alive. Under EnforceTTL the local deadline moves to ttl from the
+// the lock alive. When the TTL is enforced the local deadline moves to ttl from the
 // start of the read.
 func (b *backend) Refresh(ctx context.Context, key, owner string, ttl time.Duration) (time.Duration, bool, error) {
 	e, s, err := b.connFor(key, owner)

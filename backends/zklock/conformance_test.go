@@ -32,25 +32,21 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		return b
-	}, locktest.Options{
-		// A lock lives as long as its holder's session: a holder that
-		// stops refreshing but stays connected keeps it.
-		AdvisoryTTL: true,
-		MinTTL:      time.Second,
-	})
+	}, locktest.Options{})
 }
 
-// TestConformance_EnforceTTL runs the suite with the TTL enforced by the
-// holder's backend: its expiry tests run too.
-func TestConformance_EnforceTTL(t *testing.T) {
+// TestConformance_AdvisoryTTL runs the suite with Options.AdvisoryTTL: a
+// lock lives as long as its holder's session, so a holder that stops
+// refreshing but stays connected keeps it, and the expiry tests are skipped.
+func TestConformance_AdvisoryTTL(t *testing.T) {
 	servers := servers(t)
 	opts := testOptions()
-	opts.EnforceTTL = true
+	opts.AdvisoryTTL = true
 	locktest.Run(t, func(t *testing.T) driver.Backend {
 		b, err := zklock.NewBackend(servers, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
-	}, locktest.Options{})
+	}, locktest.Options{AdvisoryTTL: true, MinTTL: time.Second})
 }

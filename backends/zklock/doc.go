@@ -26,7 +26,7 @@
 //   - Refresh: a read of the lock node (one round trip), which must still
 //     hold owner with the same creation zxid, owned by the backend's live
 //     session. Nothing is extended on the server: the session's heartbeats
-//     keep the node (under EnforceTTL the lock's local deadline moves).
+//     keep the node (the lock's local deadline moves, unless the TTL is advisory).
 //   - Release: one transaction deleting the marker and the lock node (one
 //     round trip). ZooKeeper cannot compare a node's data in a transaction,
 //     but it can require a node to exist: the marker exists exactly as long
@@ -68,36 +68,34 @@
 // at least t, capped at MaxSessionTimeout ([Options]; 4 s to 40 s by
 // default, ZooKeeper's own bounds with its default tick of 2 s). There is
 // one session per length in use, shared by the locks of that length: at
-// most a handful, opened when first needed. The granted TTL
-// ([lock.Lock.TTL]) is the session's length. What this promises:
+// most a handful, opened when first needed. What this promises:
 //
 //   - A holder whose process dies, or who is cut off from the ensemble,
-//     loses its locks one session timeout (its granted TTL) after the
+//     loses its locks one session timeout (at least the TTL) after the
 //     server last heard from it.
-//   - By default, a holder that stays connected keeps its locks until it
-//     releases them or closes the Locker, whether or not it refreshes: the
-//     TTL is advisory while the holder lives (declared to the conformance
-//     suite as such). Refresh confirms that the lock is still there; it
-//     cannot extend anything, and a lock that is not refreshed does not
-//     expire. EnforceTTL (below) changes that.
-//   - Because the session is at least as long as the granted TTL, the
-//     server never frees a lock before [lock.Hold]'s refresh deadline has
-//     told its holder (Hold ends a hold when no refresh succeeded within
-//     TTL − margin).
+//   - A holder that lives loses a lock it does not refresh within its TTL,
+//     as on the other stores: its own backend deletes it (a timer per held
+//     lock, reset by every Refresh; a deletion that cannot reach the
+//     ensemble is retried until the session ends). The granted TTL is the
+//     one asked for. Only the holder's backend knows the deadline:
+//     [driver.Inspector] reports it for locks held through the same
+//     backend, and zero for others.
+//   - Because the session is at least as long as the TTL, the server never
+//     frees a lock before [lock.Hold]'s refresh deadline has told its
+//     holder (Hold ends a hold when no refresh succeeded within TTL −
+//     margin).
 //   - A TTL longer than MaxSessionTimeout is granted as asked, on the
 //     longest session; such a lock is reported lost (by [lock.Hold]'s
 //     context) as soon as its connection drops, because the server may
 //     then free it before its TTL.
 //
-// With [Options.EnforceTTL] the TTL holds while the holder lives too: the
-// granted TTL is the one asked for, and the backend deletes a lock that was
-// not refreshed within it (a timer per held lock, reset by every Refresh;
-// a deletion that cannot reach the ensemble is retried until the session
-// ends). Expiry is then enforced by the holder's backend while it runs, and
-// by the server, one session timeout after it last heard from the holder,
-// when it does not; the conformance suite runs its expiry tests on this
-// mode. Only the holder's backend knows the deadline: [driver.Inspector]
-// reports it for locks held through the same backend, and zero for others.
+// With [Options.AdvisoryTTL] a lock lives as long as its holder's session
+// instead: a holder that stays connected keeps its locks until it releases
+// them or closes the Locker, refreshed or not, and the granted TTL is the
+// session's length (declared to the conformance suite as advisory). It
+// saves the timer; the default is enforced because code written against
+// [lock.Locker] expects a lock it forgets — a cron tick held to its
+// MinHold, a goroutine that crashed — to go away after its TTL.
 //
 // The server must grant the session lengths the backend asks for: set
 // SessionTimeout at or above the server's minSessionTimeout and

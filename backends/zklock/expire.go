@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// expiry is the local deadline of a lock under Options.EnforceTTL: a timer
+// expiry is the local deadline of a lock when the TTL is enforced (not Options.AdvisoryTTL): a timer
 // (no goroutine while it waits) deletes the lock when its holder did not
 // refresh it within its TTL.
 type expiry struct {

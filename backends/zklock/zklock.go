@@ -50,14 +50,20 @@ type Options struct {
 	// less than asked would free a lock before its holder is told. Default:
 	// [DefaultMaxSessionTimeout].
 	MaxSessionTimeout time.Duration
-	// EnforceTTL makes a lock's TTL hold while its holder lives too: the
-	// backend deletes a lock that was not refreshed within its TTL (a
-	// timer per held lock; no goroutine while it waits), and the granted
-	// TTL is the one asked for. The server still frees the locks of a
-	// holder that died or was cut off, one session timeout (at least the
-	// TTL) after it last heard from it. Default false: a lock lives as long
-	// as its holder's session, refreshed or not.
-	EnforceTTL bool
+	// AdvisoryTTL lets a lock live as long as its holder's session,
+	// refreshed or not: a holder that stays connected keeps its locks until
+	// it releases them, and the granted TTL is the session's length. The
+	// server still frees the locks of a holder that died or was cut off,
+	// one session timeout after it last heard from it.
+	//
+	// Default false: the TTL holds while the holder lives too, as on the
+	// other stores. The backend deletes a lock that was not refreshed
+	// within its TTL (a timer per held lock; no goroutine while it waits),
+	// and the granted TTL is the one asked for. This is the default because
+	// code written against lock.Locker expects a lock it forgets (a cron
+	// tick held to its MinHold, a crashed goroutine) to go away after its
+	// TTL, not when the process exits.
+	AdvisoryTTL bool
 	// Logger receives the ZooKeeper client's messages (connections,
 	// reconnections) at debug level. Nil means silent.
 	Logger *slog.Logger
@@ -140,7 +146,7 @@ func newBackend(servers []string, opts *Options) (*backend, error) {
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &backend{
-		enforce:  o.EnforceTTL,
+		enforce:  !o.AdvisoryTTL,
 		cleanup:  cleanup,
 		servers:  append([]string(nil), servers...),
 		p:        newPaths(o.Root),
@@ -161,7 +167,7 @@ type backend struct {
 	p          paths
 	minS, maxS time.Duration
 	log        *slog.Logger
-	enforce    bool          // Options.EnforceTTL
+	enforce    bool          // !Options.AdvisoryTTL
 	cleanup    time.Duration // bounds each deletion of an expired lock
 
 	life context.Context // ends at Close: stops watchers
@@ -192,7 +198,7 @@ type entry struct {
 	strict bool
 	// settled is closed when the acquisition's request has its answer.
 	settled <-chan struct{}
-	// exp is the lock's local deadline under EnforceTTL, nil otherwise.
+	// exp is the lock's local deadline when the TTL is enforced, nil otherwise.
 	exp *expiry
 }
 
