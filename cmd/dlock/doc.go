@@ -8,7 +8,7 @@
 //	dlock ls     [--prefix P] [--json]
 //
 // The store is named by --url or DLOCK_URL (redis://, rediss://,
-// postgres://, etcd://, mem://; see package backends). Without either,
+// postgres://, etcd://, zk://, dynamodb://, mem://; see package backends). Without either,
 // dlock uses mem://, which lives in one process and so excludes nothing
 // across processes: it is for tests, and dlock says so on stderr.
 //

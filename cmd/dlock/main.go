@@ -86,6 +86,8 @@ The store is chosen by --url, or the DLOCK_URL environment variable:
   postgres://user:password@host:port/db      add ?dlock_record_holders=true so that
                                              holders can be named (waiting line)
   etcd://host:port[,host:port…]
+  zk://host:port[,host:port…][/root]
+  dynamodb://[host:port]/table?region=R      AWS credentials from the usual chain
   mem://                                     in-process only: excludes nothing
                                              across processes (for tests)
 Every URL takes ?identity=NAME (default --identity) and ?prefix=P.
