@@ -145,7 +145,18 @@ func (k *keeper) run(ctx context.Context, lost <-chan struct{}) {
 
 		start := time.Now()
 		rctx, rcancel := context.WithDeadline(ctx, deadline)
+		// A refresh that has not returned by the deadline must not hold
+		// the cancellation back: a store client that ignores rctx (a
+		// statement waiting on a connection gone silent) would keep the
+		// holder working past the point where the store may free the lock.
+		prevErr := lastErr
+		late := context.AfterFunc(rctx, func() {
+			if ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded) {
+				k.cancel(k.expired(prevErr))
+			}
+		})
 		err := k.lk.Refresh(rctx, k.ttl)
+		late()
 		rcancel()
 		switch {
 		case err == nil:

@@ -279,6 +279,28 @@ func TestHold_HangingRefreshIsBoundedByTheDeadline(t *testing.T) {
 	})
 }
 
+// A store client that ignores contexts (a statement on a silent
+// connection) must not hold the cancellation back: the holder is told at
+// TTL − margin, while the refresh is still blocked.
+func TestHold_RefreshIgnoringItsContextDoesNotDelayTheCancellation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		start := time.Now()
+		lk, _ := f.l.Acquire(context.Background(), "k", 30*time.Second)
+		f.faulty.Stall()
+		held, stop := lock.Hold(context.Background(), lk, nil)
+		<-held.Done()
+		if d := time.Since(start); d != 24*time.Second {
+			t.Errorf("cancelled after %v, want 24s (TTL − margin) with the refresh still blocked", d)
+		}
+		if cause := context.Cause(held); !errors.Is(cause, lock.ErrLockNotHeld) {
+			t.Errorf("cause = %v, want ErrLockNotHeld", cause)
+		}
+		f.faulty.Unstall()
+		stop()
+	})
+}
+
 func TestHold_CancelsAtOnceWhenTheStorePushesLoss(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t)

@@ -32,6 +32,7 @@ type Faulty struct {
 	latency  time.Duration
 	cut      chan struct{} // closed by Cut; replaced by Heal
 	isCut    bool
+	stall    chan struct{} // non-nil while stalled; closed by Unstall
 	calls    int
 }
 
@@ -75,6 +76,28 @@ func (f *Faulty) SetLatency(d time.Duration) {
 	f.latency = d
 }
 
+// Stall makes every call block, whatever its context says, until
+// [Faulty.Unstall]: a store client that does not honour contexts, like a
+// statement waiting on a connection that went silent. Layers must not wait
+// for such a call past their own deadlines.
+func (f *Faulty) Stall() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stall == nil {
+		f.stall = make(chan struct{})
+	}
+}
+
+// Unstall lets the calls blocked by [Faulty.Stall] go on to the store.
+func (f *Faulty) Unstall() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stall != nil {
+		close(f.stall)
+		f.stall = nil
+	}
+}
+
 // Cut makes every call fail with [ErrInjected] until [Faulty.Heal], and
 // reports every lock watched through NotifyLoss as lost, as a dropped
 // connection to a session-based store would.
@@ -109,7 +132,7 @@ func (f *Faulty) Calls() int {
 func (f *Faulty) before(ctx context.Context) (lose bool, err error) {
 	f.mu.Lock()
 	f.calls++
-	lat := f.latency
+	lat, stall := f.latency, f.stall
 	switch {
 	case f.isCut:
 		err = ErrInjected
@@ -123,6 +146,9 @@ func (f *Faulty) before(ctx context.Context) (lose bool, err error) {
 	f.mu.Unlock()
 	if err != nil {
 		return false, err
+	}
+	if stall != nil {
+		<-stall
 	}
 	if lat > 0 {
 		t := time.NewTimer(lat)
