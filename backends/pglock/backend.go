@@ -60,6 +60,7 @@ type Backend struct {
 	wg         sync.WaitGroup // session watchers
 	stopHealth chan struct{}
 	healthDone chan struct{}
+	pinging    atomic.Bool // a round of health pings is running
 }
 
 var (
@@ -580,8 +581,12 @@ func (b *Backend) closeSessions() {
 	b.spares = nil
 	b.held = map[int64]*hold{}
 	b.mu.Unlock()
+	// close waits for the statement in flight; one waiting on a connection
+	// gone silent is cut off after OpTimeout, as the health check would.
 	for _, s := range all {
+		t := time.AfterFunc(b.opts.OpTimeout, s.abort)
 		s.close()
+		t.Stop()
 	}
 	b.wg.Wait()
 }
@@ -601,17 +606,36 @@ func (b *Backend) health() {
 		for _, s := range b.stuckSessions(now) {
 			s.abort()
 		}
-		for _, s := range b.checkable() {
-			ctx, cancel := context.WithTimeout(context.Background(), b.opts.HealthInterval)
-			_, _ = s.tryRun(ctx, func(ctx context.Context, c *pgx.Conn) error {
-				var pid int32
-				if err := c.QueryRow(ctx, pingSQL).Scan(&pid); err != nil {
-					return err
-				}
-				return s.checkPID(pid)
-			}) // a failure marks the session dead, which is the point
-			cancel()
+		// The pings run beside this loop, one round at a time: a ping on a
+		// connection gone silent blocks (statements ignore contexts, see
+		// session.run) until the stuck check above cuts it off, and must
+		// not stop that check — which also frees the session a refresh is
+		// stuck on.
+		if b.pinging.CompareAndSwap(false, true) {
+			b.wg.Add(1)
+			go b.pingSessions()
 		}
+	}
+}
+
+// pingSessions runs the health check's statement on every idle session: a
+// failure marks the session dead, which is the point.
+func (b *Backend) pingSessions() {
+	defer b.wg.Done()
+	defer b.pinging.Store(false)
+	for _, s := range b.checkable() {
+		select {
+		case <-b.stopHealth:
+			return
+		default:
+		}
+		_, _ = s.tryRun(context.Background(), func(ctx context.Context, c *pgx.Conn) error {
+			var pid int32
+			if err := c.QueryRow(ctx, pingSQL).Scan(&pid); err != nil {
+				return err
+			}
+			return s.checkPID(pid)
+		})
 	}
 }
 

@@ -318,3 +318,70 @@ func TestHungSession_IsClosedAfterOpTimeout(t *testing.T) {
 	// The Locker goes on with a new session.
 	_ = acquireWithin(t, l, locktest.Key(t), 10*time.Second).Release(ctxFor(t))
 }
+
+// When every session of a Locker hangs (a partition, or here: SIGSTOP of
+// each server backend), a holder is still told at TTL − margin while its
+// refresh waits on the silent connection, and the health check — whose own
+// ping then hangs too — still closes the hung sessions after OpTimeout.
+// (Found by the reliability battery: a leader cut off from PostgreSQL went
+// on leading for 10–22 s after the next leader was elected.)
+func TestAllSessionsHung_HolderToldAtItsDeadlineAndSessionsClosed(t *testing.T) {
+	pg := startPrivatePG(t)
+	pool := newPool(t, pg.url())
+	const (
+		ttl       = time.Second
+		opTimeout = 3 * time.Second
+	)
+	l := newLocker(t, pool, &pglock.Options{Sessions: 2, OpTimeout: opTimeout, HealthInterval: 50 * time.Millisecond})
+	// Two locks on two different sessions.
+	first, err := l.Acquire(ctxFor(t), locktest.Key(t), ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstPID := holderPID(t, pool, "", first.Key())
+	var second lock.Lock
+	for i := 0; i < 64 && second == nil; i++ {
+		lk, err := l.Acquire(ctxFor(t), fmt.Sprintf("%s/%d", locktest.Key(t), i), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if holderPID(t, pool, "", lk.Key()) != firstPID {
+			second = lk
+		} else if err := lk.Release(ctxFor(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if second == nil {
+		t.Fatal("no key landed on the second session")
+	}
+	secondPID := holderPID(t, pool, "", second.Key())
+
+	held, stop := lock.Hold(context.Background(), first, nil)
+	defer stop()
+	start := time.Now()
+	for _, pid := range []int32{firstPID, secondPID} {
+		if err := syscall.Kill(int(pid), syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Kill(int(pid), syscall.SIGCONT)
+	}
+	select {
+	case <-held.Done():
+	case <-time.After(opTimeout):
+		t.Fatalf("the holder was not told within OpTimeout (%v) of its sessions hanging; TTL %v", opTimeout, ttl)
+	}
+	told := time.Since(start)
+	if cause := context.Cause(held); !errors.Is(cause, lock.ErrLockNotHeld) {
+		t.Errorf("cause = %v, want ErrLockNotHeld", cause)
+	}
+	refreshStart := time.Now()
+	err = second.Refresh(ctxFor(t), time.Minute)
+	took := time.Since(refreshStart)
+	if !errors.Is(err, lock.ErrLockNotHeld) {
+		t.Errorf("Refresh on a hung session: %v, want ErrLockNotHeld", err)
+	}
+	if took > opTimeout+5*time.Second {
+		t.Errorf("Refresh returned after %v, want within about OpTimeout %v", took, opTimeout)
+	}
+	t.Logf("all sessions hung: holder told after %v (TTL %v), refresh on the other session failed after %v (OpTimeout %v)", told, ttl, took, opTimeout)
+}
