@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/dlockgo/dlock/internal/storeutil"
 	"github.com/dlockgo/dlock/lock"
 	"github.com/dlockgo/dlock/lock/driver"
 )
@@ -85,11 +86,11 @@ func New(client Client, opts *Options) (lock.Locker, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lo lock.Options
+	var lo *lock.Options
 	if opts != nil {
-		lo = opts.Lock
+		lo = &opts.Lock
 	}
-	return lock.New(b, &lo)
+	return storeutil.NewLocker(b, lo)
 }
 
 // Backend is the DynamoDB store as a [driver.Backend]; most users want

@@ -12,6 +12,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/dlockgo/dlock/internal/storeutil"
 	"github.com/dlockgo/dlock/lock"
 	"github.com/dlockgo/dlock/lock/driver"
 )
@@ -57,12 +58,7 @@ func New(client *clientv3.Client, opts *Options) (lock.Locker, error) {
 	if opts != nil {
 		lo = &opts.Lock
 	}
-	l, err := lock.New(b, lo)
-	if err != nil {
-		_ = b.Close()
-		return nil, err
-	}
-	return l, nil
+	return storeutil.NewLocker(b, lo)
 }
 
 // NewBackend returns the etcd store as a [driver.Backend], for

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/dlockgo/dlock/internal/storeutil"
 	"github.com/dlockgo/dlock/lock"
 	"github.com/dlockgo/dlock/lock/driver"
 )
@@ -30,12 +31,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (lock.Locker, e
 	if err != nil {
 		return nil, err
 	}
-	l, err := lock.New(b, &b.opts.Lock)
-	if err != nil {
-		_ = b.Close()
-		return nil, err
-	}
-	return l, nil
+	return storeutil.NewLocker(b, &b.opts.Lock)
 }
 
 // Backend is the pglock [driver.Backend]. Most users want [New]; the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/dlockgo/dlock/internal/storeutil"
 	"github.com/dlockgo/dlock/lock"
 	"github.com/dlockgo/dlock/lock/driver"
 )
@@ -66,11 +67,11 @@ func New(client Client, opts *Options) (lock.Locker, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lo lock.Options
+	var lo *lock.Options
 	if opts != nil {
-		lo = opts.Lock
+		lo = &opts.Lock
 	}
-	return lock.New(b, &lo)
+	return storeutil.NewLocker(b, lo)
 }
 
 // Backend is the Redis store as a [driver.Backend]; most users want [New]

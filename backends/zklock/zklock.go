@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dlockgo/dlock/internal/storeutil"
 	"github.com/dlockgo/dlock/lock"
 	"github.com/dlockgo/dlock/lock/driver"
 )
@@ -88,12 +89,7 @@ func New(servers []string, opts *Options) (lock.Locker, error) {
 	if opts != nil {
 		lo = &opts.Lock
 	}
-	l, err := lock.New(b, lo)
-	if err != nil {
-		_ = b.Close()
-		return nil, err
-	}
-	return l, nil
+	return storeutil.NewLocker(b, lo)
 }
 
 // NewBackend returns the ZooKeeper store as a [driver.Backend], for
