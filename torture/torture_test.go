@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(torture.ClientEnv) != "" {
 		os.Exit(torture.ClientMain())
 	}
+	if os.Getenv(torture.LayerEnv) != "" {
+		os.Exit(torture.LayerMain())
+	}
 	leakcheck.Main(m)
 }
 
