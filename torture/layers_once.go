@@ -126,13 +126,15 @@ func RunOnce(ctx context.Context, o OnceOptions) (*OnceResult, error) {
 		}
 		// A worker in the middle of a job, chosen at random among them.
 		var victims []int
-		lp.mu.Lock()
-		for i, p := range slots {
-			if inJob(p.cfg.Name) {
-				victims = append(victims, i)
+		lp.waitFor(time.Second, func() bool {
+			victims = victims[:0]
+			for i, p := range slots {
+				if inJob(p.cfg.Name) {
+					victims = append(victims, i)
+				}
 			}
-		}
-		lp.mu.Unlock()
+			return len(victims) > 0
+		})
 		if len(victims) == 0 {
 			continue
 		}

@@ -49,17 +49,15 @@ func TestLayers(t *testing.T) {
 					}
 					t.Parallel()
 					common := torture.LayerCommon{URL: storeURL(t, store), Seed: seed, Dir: layerDir(t, layer+"-"+store), Logf: t.Logf}
-					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-					defer cancel()
 					switch layer {
 					case "leader":
-						testLeader(ctx, t, common, store, long)
+						testLeader(t, common, store, long)
 					case "cron":
-						testCron(ctx, t, common, long)
+						testCron(t, common, long)
 					case "once":
-						testOnce(ctx, t, common, store, long)
+						testOnce(t, common, store, long)
 					case "httpmw":
-						testHTTP(ctx, t, common, long)
+						testHTTP(t, common, long)
 					default:
 						t.Fatalf("unknown layer %q", layer)
 					}
@@ -67,6 +65,13 @@ func TestLayers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testContext bounds a scenario's run; it ends with the test.
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 func layerDir(t *testing.T, name string) string {
@@ -81,14 +86,14 @@ func layerDir(t *testing.T, name string) string {
 	return dir
 }
 
-func testLeader(ctx context.Context, t *testing.T, common torture.LayerCommon, store string, long bool) {
+func testLeader(t *testing.T, common torture.LayerCommon, store string, long bool) {
 	o := torture.LeaderOptions{LayerCommon: common, Procs: 5, TTL: layerTTL(store),
 		Faults: []string{"resign", "kill", "stop", "cut"}, Rounds: 1, Write: 20 * time.Millisecond, Bound: 250 * time.Millisecond}
 	if long {
 		o.Rounds = 10
 	}
 	start := time.Now()
-	r, err := torture.RunLeader(ctx, o)
+	r, err := torture.RunLeader(testContext(t), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,26 +125,38 @@ func testLeader(ctx context.Context, t *testing.T, common torture.LayerCommon, s
 	}
 }
 
-func testCron(ctx context.Context, t *testing.T, common torture.LayerCommon, long bool) {
-	every, ticks := 500*time.Millisecond, 10
-	within := []time.Duration{0, 40 * time.Millisecond, -40 * time.Millisecond, 80 * time.Millisecond, -80 * time.Millisecond}
-	beyond := []time.Duration{0, 100 * time.Millisecond, -100 * time.Millisecond, 200 * time.Millisecond, -200 * time.Millisecond}
-	if long {
-		every, ticks = time.Second, 60
-		within = []time.Duration{0, 100 * time.Millisecond, -100 * time.Millisecond, 200 * time.Millisecond, -200 * time.Millisecond}
-		beyond = []time.Duration{0, 200 * time.Millisecond, -200 * time.Millisecond, 400 * time.Millisecond, -400 * time.Millisecond}
-	}
-	for _, tc := range []struct {
+func testCron(t *testing.T, common torture.LayerCommon, long bool) {
+	ms := time.Millisecond
+	every, ticks := 500*ms, 10
+	// Skews (largest minus smallest offset) well below MinHold (250ms,
+	// half the interval) and above it. The margin is wide: a lagging
+	// replica's timer and acquire latency add to its lag.
+	cases := []struct {
 		name    string
 		offsets []time.Duration
-	}{{"within", within}, {"beyond", beyond}} {
+	}{
+		{"within", []time.Duration{0, 20 * ms, -20 * ms, 40 * ms, -40 * ms}},
+		{"beyond", []time.Duration{0, 100 * ms, -100 * ms, 200 * ms, -200 * ms}},
+	}
+	if long {
+		every, ticks = time.Second, 60
+		cases = []struct {
+			name    string
+			offsets []time.Duration
+		}{
+			{"within", []time.Duration{0, 50 * ms, -50 * ms, 100 * ms, -100 * ms}},
+			{"near", []time.Duration{0, 100 * ms, -100 * ms, 225 * ms, -225 * ms}},
+			{"beyond", []time.Duration{0, 200 * ms, -200 * ms, 400 * ms, -400 * ms}},
+		}
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := common
 			c.Dir = layerDir(t, "cron-"+tc.name)
 			o := torture.CronOptions{LayerCommon: c, Offsets: tc.offsets, Every: every, Ticks: ticks, MaxHold: 10 * time.Second,
 				Work: 20 * time.Millisecond}
-			r, err := torture.RunCron(ctx, o)
+			r, err := torture.RunCron(testContext(t), o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,14 +172,14 @@ func testCron(ctx context.Context, t *testing.T, common torture.LayerCommon, lon
 	}
 }
 
-func testOnce(ctx context.Context, t *testing.T, common torture.LayerCommon, store string, long bool) {
-	o := torture.OnceOptions{LayerCommon: common, Workers: 5, Keys: 60, TTL: layerTTL(store), Work: 30 * time.Millisecond,
-		KillEvery: 200 * time.Millisecond, Kills: 3, Bound: 250 * time.Millisecond}
+func testOnce(t *testing.T, common torture.LayerCommon, store string, long bool) {
+	o := torture.OnceOptions{LayerCommon: common, Workers: 5, Keys: 100, TTL: layerTTL(store), Work: 30 * time.Millisecond,
+		KillEvery: 100 * time.Millisecond, Kills: 3, Bound: 250 * time.Millisecond}
 	if long {
 		o.Keys, o.Kills, o.KillEvery = 2000, 60, 300*time.Millisecond
 	}
 	start := time.Now()
-	r, err := torture.RunOnce(ctx, o)
+	r, err := torture.RunOnce(testContext(t), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,14 +202,14 @@ func testOnce(ctx context.Context, t *testing.T, common torture.LayerCommon, sto
 	}
 }
 
-func testHTTP(ctx context.Context, t *testing.T, common torture.LayerCommon, long bool) {
+func testHTTP(t *testing.T, common torture.LayerCommon, long bool) {
 	o := torture.HTTPOptions{LayerCommon: common, Replicas: 2, Clients: 20, Requests: 30, Resources: 8, TTL: 10 * time.Second,
 		Work: 5 * time.Millisecond, CancelRate: 0.2, PanicRate: 0.01}
 	if long {
 		o.Replicas, o.Clients, o.Requests, o.Resources = 3, 40, 500, 10
 	}
 	start := time.Now()
-	r, err := torture.RunHTTP(ctx, o)
+	r, err := torture.RunHTTP(testContext(t), o)
 	if err != nil {
 		t.Fatal(err)
 	}
