@@ -428,13 +428,16 @@ func recoverer(next http.Handler) http.Handler {
 }
 
 // countGoroutines counts the goroutines of a dump (pprof's debug=2
-// format): all of them, those running code of the library (packages lock,
-// retry, httpmw, backends: a handler, a Hold or a watcher still going),
-// and those of the store clients alone (etcd, gRPC, go-redis, pgx),
-// counting with them a context's propagation goroutine started by the
-// goroutine that started one of theirs (etcd's watch streams).
+// format): all of them; those running code of the library's per-request
+// packages (lock, retry, httpmw: a handler, a Hold or a wait still going);
+// and those of the store's client and driver (etcd, gRPC, go-redis, pgx,
+// and the stores' packages under backends/, whose sessions and watchers
+// live as long as the client), counting with them a context's propagation
+// goroutine started by the goroutine that started one of theirs (etcd's
+// watch streams).
 func countGoroutines(dump string) (total, library, client int) {
-	clientPkgs := []string{"go.etcd.io/", "google.golang.org/grpc", "github.com/redis/go-redis", "github.com/jackc/"}
+	clientPkgs := []string{"go.etcd.io/", "google.golang.org/grpc", "github.com/redis/go-redis", "github.com/jackc/",
+		"github.com/dlockgo/dlock/backends"}
 	isClient := func(g string) bool {
 		return slices.ContainsFunc(clientPkgs, func(p string) bool { return strings.Contains(g, p) })
 	}
@@ -454,8 +457,8 @@ func countGoroutines(dump string) (total, library, client int) {
 	for _, g := range blocks {
 		total++
 		lib := false
-		for _, p := range []string{"lock", "retry", "httpmw", "backends"} {
-			lib = lib || strings.Contains(g, "github.com/dlockgo/dlock/"+p)
+		for _, p := range []string{"lock", "retry", "httpmw"} {
+			lib = lib || strings.Contains(g, "github.com/dlockgo/dlock/"+p+".") || strings.Contains(g, "github.com/dlockgo/dlock/"+p+"/")
 		}
 		switch {
 		case lib:

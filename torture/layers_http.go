@@ -51,13 +51,14 @@ type HTTPResult struct {
 // Goroutines counts a server process's goroutines.
 type Goroutines struct {
 	Total   int
-	Library int // running code of packages lock, retry, httpmw or backends
-	Client  int // of the store's client library alone (etcd, gRPC, go-redis, pgx)
+	Library int // running code of packages lock, retry or httpmw
+	Client  int // of the store's client and driver (etcd, gRPC, go-redis, pgx, backends/…)
 }
 
 // Leaked tells whether g has goroutines that b had not, beyond those of
-// the store's client library (etcd's client may keep a watch stream open
-// after its last watch ended), or any running library code.
+// the store's client and driver (etcd's client may keep a watch stream
+// open after its last watch ended; pglock starts a watcher per session it
+// opens), or any running library code.
 func (g Goroutines) Leaked(b Goroutines) bool {
 	return g.Library > 0 || g.Total-g.Client > b.Total-b.Client
 }

@@ -43,6 +43,10 @@ type LeaderResult struct {
 	// Stepdown is, per fault kind, the time from the fault (cut) or its
 	// end (stop: SIGCONT) to the old leader's loss signal or exit.
 	Stepdown map[string][]time.Duration
+	// LateStepdowns counts, per fault kind, old leaders that stepped down
+	// only after the next leader was elected: for a cut, an overlap of two
+	// leaders that both believed they led.
+	LateStepdowns map[string]int
 }
 
 // leading returns the live process that leads by its own log (its last
@@ -154,7 +158,7 @@ func RunLeader(ctx context.Context, o LeaderOptions) (*LeaderResult, error) {
 		return nil, errors.New("torture: leader processes did not start")
 	}
 
-	res := &LeaderResult{Injected: map[string]int{}, Failover: map[string][]time.Duration{}, Stepdown: map[string][]time.Duration{}}
+	res := &LeaderResult{Injected: map[string]int{}, Failover: map[string][]time.Duration{}, Stepdown: map[string][]time.Duration{}, LateStepdowns: map[string]int{}}
 	limit := 5*o.TTL + 20*time.Second // for an election
 	var nemErr error
 	for n := range o.Rounds * len(o.Faults) {
@@ -225,6 +229,9 @@ func RunLeader(ctx context.Context, o LeaderOptions) (*LeaderResult, error) {
 			var end int64
 			if lp.waitFor(limit, func() bool { var ok bool; end, ok = lp.ended(who, term); return ok }) {
 				res.Stepdown[fault] = append(res.Stepdown[fault], time.Duration(end-from.UnixNano()))
+				if end > next.T {
+					res.LateStepdowns[fault]++
+				}
 			}
 		}
 	}
