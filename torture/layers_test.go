@@ -187,6 +187,11 @@ func testOnce(t *testing.T, common torture.LayerCommon, store string, long bool)
 		KillEvery: 100 * time.Millisecond, Kills: 3, Bound: 250 * time.Millisecond}
 	if long {
 		o.Keys, o.Kills, o.KillEvery = 2000, 60, 300*time.Millisecond
+		if strings.HasPrefix(store, "postgres") {
+			// A killed worker's session dies with it and frees its locks
+			// at once: the workers are through the keys sooner.
+			o.KillEvery = 100 * time.Millisecond
+		}
 	}
 	start := time.Now()
 	r, err := torture.RunOnce(testContext(t), o)
@@ -238,7 +243,9 @@ func testHTTP(t *testing.T, common torture.LayerCommon, long bool) {
 			t.Errorf("replica %d: goroutines %+v after the load, %+v before", i, g, r.GoroutineBaseline[i])
 		}
 	}
-	if r.Errors != 0 || slices.ContainsFunc(slices.Collect(maps.Keys(r.Status)), func(s int) bool { return s != 200 && s != 500 }) {
+	// 409: the resource stayed busy for all of httpmw's Wait (5s), which
+	// happens on a loaded etcd; an answer, not a failure.
+	if r.Errors != 0 || slices.ContainsFunc(slices.Collect(maps.Keys(r.Status)), func(s int) bool { return s != 200 && s != 409 && s != 500 }) {
 		t.Errorf("unexpected answers: errors %d, statuses %v", r.Errors, r.Status)
 	}
 }
