@@ -53,7 +53,7 @@ func TestLayers(t *testing.T) {
 					case "leader":
 						testLeader(t, common, store, long)
 					case "cron":
-						testCron(t, common, long)
+						testCron(t, common, store, long)
 					case "once":
 						testOnce(t, common, store, long)
 					case "httpmw":
@@ -135,7 +135,7 @@ func testLeader(t *testing.T, common torture.LayerCommon, store string, long boo
 	}
 }
 
-func testCron(t *testing.T, common torture.LayerCommon, long bool) {
+func testCron(t *testing.T, common torture.LayerCommon, store string, long bool) {
 	ms := time.Millisecond
 	every, ticks := 500*ms, 10
 	// Skews (largest minus smallest offset) well below MinHold (250ms,
@@ -170,8 +170,8 @@ func testCron(t *testing.T, common torture.LayerCommon, long bool) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("RESULT layer=cron clocks=%s procs=%d every=%v skew=%v min-hold=%v ticks=%d runs=%d duplicates=%d dup-ticks=%d concurrent-dups=%d missed=%d lost=%d",
-				tc.name, r.Procs, every, r.Skew, r.MinHold, r.Ticks, r.Runs, r.Duplicates, r.DupTicks, r.Concurrent, r.Missed, r.Lost)
+			t.Logf("RESULT layer=cron store=%s clocks=%s procs=%d every=%v skew=%v min-hold=%v ticks=%d runs=%d duplicates=%d dup-ticks=%d concurrent-dups=%d missed=%d lost=%d",
+				store, tc.name, r.Procs, every, r.Skew, r.MinHold, r.Ticks, r.Runs, r.Duplicates, r.DupTicks, r.Concurrent, r.Missed, r.Lost)
 			for _, e := range r.Examples {
 				t.Logf("  %s", e)
 			}
