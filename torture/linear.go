@@ -1,0 +1,270 @@
+package torture
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// Limits are what [CheckLimits] judges a history against.
+type Limits struct {
+	// Bound is how long a client may go on after its loss signal.
+	Bound time.Duration
+	// TTL is the locks' TTL; with Slack, how long a lock nobody knows of
+	// (an acquire whose reply was lost, a killed holder's, a release that
+	// failed) may keep others out. 0 disables the refusal check and the
+	// linearizability check.
+	TTL, Slack time.Duration
+	// Linearizability is the time porcupine may spend checking the
+	// history (all keys together); 0 skips it.
+	Linearizability time.Duration
+}
+
+// CheckLimits is [Check] with the checks that need the locks' TTL: the
+// refusal check (every "not acquired" must be explained by a holder, by
+// an ambiguous acquire within TTL + Slack of its end, or by a killed client
+// within TTL + Slack of its kill) and the linearizability of each key's
+// history of acquires and releases against a mutex (porcupine).
+func CheckLimits(clients [][]Event, nemesis []Event, lim Limits) *Report {
+	r, h := check(clients, nemesis, lim.Bound)
+	if lim.TTL > 0 {
+		h.lim = lim
+		h.refusals(r)
+		if lim.Linearizability > 0 {
+			r.Linearizable = h.linearizable(lim.Linearizability)
+		}
+	}
+	return r
+}
+
+// history is what the refusal and linearizability checks need, gathered
+// by check.
+type history struct {
+	lim      Limits
+	sections []*section
+	tries    []Event               // failed acquire attempts
+	kills    map[string]int64      // client → time of its kill
+	lastT    map[string]int64      // client → time of its last log event
+	faults   map[string][][2]int64 // client → cut and drop intervals
+	pauses   map[string][][2]int64 // client → frozen intervals
+	restarts [][2]int64            // restart, up (a store that forgets)
+	keys     map[string]struct{}   // every key seen
+	rels     map[*section]Event    // the release that followed a section
+}
+
+// extend is when a lock possibly left behind at t (by an attempt or a
+// release that failed while sent at t0) is gone at the latest: TTL + Slack
+// after t or after the end of the client's network fault covering t0.
+func (h *history) extend(client string, t0, t int64) int64 {
+	end := t
+	for _, f := range h.faults[client] {
+		if f[0] <= t && f[1] >= t0 {
+			end = max(end, f[1])
+		}
+	}
+	return end + int64(h.lim.TTL+h.lim.Slack)
+}
+
+// holdEnd is when the store may have stopped holding s's lock at the
+// latest: the release's reply, or the lock's expiry when the release
+// failed or the client was killed.
+func (h *history) holdEnd(s *section) int64 {
+	if rel, ok := h.rels[s]; ok {
+		if rel.Result == "error" {
+			return h.extend(s.client, rel.T0, rel.T)
+		}
+		return rel.T
+	}
+	if k, ok := h.kills[s.client]; ok && k >= s.enter {
+		return k + int64(h.lim.TTL+h.lim.Slack)
+	}
+	return math.MaxInt64
+}
+
+// beliefEnd is the end of s's belief as the mutex model sees it: the
+// first pause of its client cuts it (a frozen process believes nothing).
+func (h *history) beliefEnd(s *section) int64 {
+	end := s.end
+	for _, p := range h.pauses[s.client] {
+		if p[0] >= s.enter && p[0] < end {
+			end = p[0]
+		}
+	}
+	return end
+}
+
+// refusals counts the "not acquired" answers that no possible holder
+// explains.
+func (h *history) refusals(r *Report) {
+	type window struct{ from, to int64 }
+	wins := map[string][]window{}
+	for _, s := range h.sections {
+		wins[s.key] = append(wins[s.key], window{s.acqStart, h.holdEnd(s)})
+	}
+	var busy []Event
+	for _, t := range h.tries {
+		switch t.Result {
+		case "busy":
+			busy = append(busy, t)
+		default:
+			wins[t.Key] = append(wins[t.Key], window{t.T0, h.extend(t.Client, t.T0, t.T)})
+		}
+	}
+	for c, k := range h.kills {
+		for key := range h.keys {
+			wins[key] = append(wins[key], window{h.lastT[c], k + int64(h.lim.TTL+h.lim.Slack)})
+		}
+	}
+	byKey := map[string][]Event{}
+	for _, b := range busy {
+		byKey[b.Key] = append(byKey[b.Key], b)
+	}
+	for key, bs := range byKey {
+		ws := wins[key]
+		sort.Slice(ws, func(i, j int) bool { return ws[i].from < ws[j].from })
+		sort.Slice(bs, func(i, j int) bool { return bs[i].T < bs[j].T })
+		maxTo, j := int64(math.MinInt64), 0
+		for _, b := range bs {
+			for j < len(ws) && ws[j].from <= b.T {
+				maxTo = max(maxTo, ws[j].to)
+				j++
+			}
+			if maxTo < b.T0 {
+				r.UnexplainedRefusals++
+				r.problem("key %s: %s was refused at %d..%d while no one could hold it", key, b.Client, b.T0, b.T)
+			}
+		}
+	}
+}
+
+// A mutex operation: acquire (by id), release or expiry of id, or a
+// restart of the store, which forgets every lock.
+type mutexOp struct {
+	kind byte // 'a' acquire, 'r' release or expiry, 'z' restart
+	id   int
+}
+
+// Acquire outcomes.
+const (
+	outOK      = "ok"
+	outBusy    = "busy"
+	outUnknown = "?"
+)
+
+// mutexModel is a lock: state 0 is free, otherwise the id of the holder.
+// An acquire whose outcome is unknown may or may not have taken effect.
+func mutexModel() porcupine.Model {
+	m := porcupine.NondeterministicModel{
+		Init: func() []any { return []any{0} },
+		Step: func(state, input, output any) []any {
+			s, in := state.(int), input.(mutexOp)
+			switch in.kind {
+			case 'a':
+				switch output {
+				case outOK:
+					if s == 0 {
+						return []any{in.id}
+					}
+				case outBusy:
+					if s != 0 {
+						return []any{s}
+					}
+				default:
+					if s == 0 {
+						return []any{0, in.id}
+					}
+					return []any{s}
+				}
+				return nil
+			case 'r':
+				if s == in.id {
+					return []any{0}
+				}
+				return []any{s}
+			default:
+				return []any{0}
+			}
+		},
+		DescribeOperation: func(input, output any) string {
+			in := input.(mutexOp)
+			return fmt.Sprintf("%c%d→%v", in.kind, in.id, output)
+		},
+	}
+	return m.ToModel()
+}
+
+// linearizable checks each key's history against the mutex model.
+func (h *history) linearizable(budget time.Duration) string {
+	ops := map[string][]porcupine.Operation{}
+	id := 0
+	add := func(key string, call, ret int64, in mutexOp, out string) {
+		ops[key] = append(ops[key], porcupine.Operation{Input: in, Call: call, Output: out, Return: max(ret, call)})
+	}
+	for _, s := range h.sections {
+		id++
+		out := outOK
+		for _, p := range h.pauses[s.client] {
+			if p[0] <= s.enter && p[1] >= s.acqStart {
+				// Frozen while acquiring: the lock may have expired before
+				// the client knew it had it; the model cannot tell.
+				out = outUnknown
+			}
+		}
+		add(s.key, s.acqStart, s.enter, mutexOp{'a', id}, out)
+		add(s.key, h.beliefEnd(s), h.holdEnd(s), mutexOp{'r', id}, "")
+	}
+	for _, t := range h.tries {
+		id++
+		if t.Result == "busy" {
+			add(t.Key, t.T0, t.T, mutexOp{'a', id}, outBusy)
+			continue
+		}
+		add(t.Key, t.T0, t.T, mutexOp{'a', id}, outUnknown)
+		add(t.Key, t.T, h.extend(t.Client, t.T0, t.T), mutexOp{'r', id}, "")
+	}
+	for c, k := range h.kills { // an attempt the kill cut short
+		for key := range h.keys {
+			id++
+			add(key, h.lastT[c], k, mutexOp{'a', id}, outUnknown)
+			add(key, k, k+int64(h.lim.TTL+h.lim.Slack), mutexOp{'r', id}, "")
+		}
+	}
+	for _, rs := range h.restarts {
+		for key := range h.keys {
+			add(key, rs[0], rs[1], mutexOp{kind: 'z'}, "")
+		}
+	}
+	keys := make([]string, 0, len(ops))
+	for k := range ops {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	end := time.Now().Add(budget)
+	model := mutexModel()
+	var illegal, unknown []string
+	for _, k := range keys {
+		left := time.Until(end)
+		if left <= 0 {
+			unknown = append(unknown, k)
+			continue
+		}
+		switch porcupine.CheckOperationsTimeout(model, ops[k], left) {
+		case porcupine.Illegal:
+			illegal = append(illegal, k)
+		case porcupine.Unknown:
+			unknown = append(unknown, k)
+		}
+	}
+	switch {
+	case len(illegal) > 0:
+		return fmt.Sprintf("illegal (%d of %d keys: %s)", len(illegal), len(keys), strings.Join(illegal, " "))
+	case len(unknown) > 0:
+		return fmt.Sprintf("unknown (%d of %d keys not decided in %v)", len(unknown), len(keys), budget)
+	}
+	return fmt.Sprintf("ok (%d keys)", len(keys))
+}
