@@ -172,8 +172,10 @@ type Report struct {
 	// larger token had been accepted before it was sent. Must be 0.
 	Writes, Rejected, WriteErrors, StaleAccepted int
 	// Losses are the sections whose client was told of the loss; LateWork
-	// counts those that went on for more than the bound after it, and
-	// MaxAfterLoss is the longest time a client kept working after it.
+	// counts those that sent a register write more than the bound after
+	// it (new work after the signal; a write already in flight when it
+	// came is not late work), and MaxAfterLoss is the longest time from
+	// the signal to the section's exit, writes in flight included.
 	Losses       int
 	LateWork     int
 	MaxAfterLoss time.Duration
@@ -200,6 +202,13 @@ type Report struct {
 	// applied twice) or kept an orphan beyond its TTL. Must be 0; counted
 	// by [CheckLimits] only.
 	UnexplainedRefusals int
+	// RefusalsThroughFault counts "not acquired" answers to attempts that
+	// spanned the start of a cut or of lost replies to their client: the
+	// client library may have re-sent an acquire the store had applied,
+	// and the store then refused the client its own lock (an orphan until
+	// the TTL). Counted apart from UnexplainedRefusals, and treated like
+	// ambiguous attempts by the other checks.
+	RefusalsThroughFault int
 	// Linearizable is porcupine's verdict on the keys' histories against a
 	// mutex model ("ok (…)", "illegal (…)", "unknown (…)"), empty when not
 	// run (see [CheckLimits]).
@@ -254,6 +263,7 @@ type section struct {
 	key, client string
 	token       uint64
 	acqStart    int64
+	tryStart    int64 // start of the attempt that succeeded, at the latest
 	enter       int64
 	end         int64 // belief end: exit, loss, kill, or MaxInt64
 	lost        int64 // 0 = never told
@@ -332,11 +342,13 @@ func check(clients [][]Event, nemesis []Event, bound time.Duration) (*Report, *h
 	for _, log := range clients {
 		open := map[string]*section{}
 		var exited *section // the last section exited, awaiting its rel
+		lastTry := map[string]int64{} // key → end of the last failed attempt
 		for _, ev := range log {
 			h.keys[ev.Key] = struct{}{}
 			h.lastT[ev.Client] = max(h.lastT[ev.Client], ev.T)
 			switch ev.Op {
 			case "try":
+				lastTry[ev.Key] = ev.T
 				h.tries = append(h.tries, ev)
 				if ev.Result == "busy" {
 					r.Refusals++
@@ -352,7 +364,8 @@ func check(clients [][]Event, nemesis []Event, bound time.Duration) (*Report, *h
 					r.ReleaseErrors++
 				}
 			case "enter":
-				s := &section{key: ev.Key, client: ev.Client, token: ev.Token, acqStart: ev.T0, enter: ev.T, end: math.MaxInt64}
+				s := &section{key: ev.Key, client: ev.Client, token: ev.Token, acqStart: ev.T0, tryStart: max(ev.T0, lastTry[ev.Key]),
+					enter: ev.T, end: math.MaxInt64}
 				open[ev.Key] = s
 				sections = append(sections, s)
 			case "write":
@@ -392,10 +405,7 @@ func check(clients [][]Event, nemesis []Event, bound time.Duration) (*Report, *h
 			if s.exit != 0 && time.Duration(s.exit-s.lost) > r.MaxAfterLoss {
 				r.MaxAfterLoss = time.Duration(s.exit - s.lost)
 			}
-			if s.exit != 0 && time.Duration(s.exit-s.lost) > bound {
-				r.LateWork++
-				r.problem("%s/%s token %d worked %v after its loss signal", s.key, s.client, s.token, time.Duration(s.exit-s.lost))
-			}
+
 		}
 		byKey[s.key] = append(byKey[s.key], s)
 	}
@@ -509,6 +519,22 @@ func check(clients [][]Event, nemesis []Event, bound time.Duration) (*Report, *h
 	// Fenced register: a write accepted after a larger token's write had
 	// been accepted (its reply received before this one was sent).
 	wk := map[string][]Event{}
+	type sectionID struct {
+		key, client string
+		token       uint64
+	}
+	byID := map[sectionID]*section{}
+	for _, s := range sections {
+		byID[sectionID{s.key, s.client, s.token}] = s
+	}
+	late := map[*section]bool{}
+	for _, w := range writes {
+		if s := byID[sectionID{w.Key, w.Client, w.Token}]; s != nil && s.lost != 0 && w.T0 > s.lost+int64(bound) && !late[s] {
+			late[s] = true
+			r.LateWork++
+			r.problem("%s/%s token %d sent a write %v after its loss signal", s.key, s.client, s.token, time.Duration(w.T0-s.lost))
+		}
+	}
 	for _, w := range writes {
 		r.Writes++
 		switch w.Result {

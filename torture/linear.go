@@ -36,7 +36,7 @@ func CheckLimits(clients [][]Event, nemesis []Event, lim Limits) *Report {
 		h.lim = lim
 		h.refusals(r)
 		if lim.Linearizability > 0 {
-			r.Linearizable = h.linearizable(lim.Linearizability)
+			r.Linearizable = h.linearizable(r, lim.Linearizability)
 		}
 	}
 	return r
@@ -98,19 +98,37 @@ func (h *history) beliefEnd(s *section) int64 {
 	return end
 }
 
+// throughFault tells whether an attempt spanned the start of a network
+// fault (cut, lost replies) of its client.
+func (h *history) throughFault(t Event) bool {
+	for _, f := range h.faults[t.Client] {
+		if f[0] >= t.T0 && f[0] <= t.T {
+			return true
+		}
+	}
+	return false
+}
+
 // refusals counts the "not acquired" answers that no possible holder
 // explains.
 func (h *history) refusals(r *Report) {
 	type window struct{ from, to int64 }
 	wins := map[string][]window{}
 	for _, s := range h.sections {
-		wins[s.key] = append(wins[s.key], window{s.acqStart, h.holdEnd(s)})
+		wins[s.key] = append(wins[s.key], window{s.tryStart, h.holdEnd(s)})
 	}
 	var busy []Event
 	for _, t := range h.tries {
-		switch t.Result {
-		case "busy":
+		switch {
+		case t.Result == "busy" && !h.throughFault(t):
 			busy = append(busy, t)
+		case t.Result == "busy":
+			// A refusal whose attempt spanned a lost reply or a cut: the
+			// client's library may have sent the acquire again, and the
+			// store refused the client's own first one. Counted apart; it
+			// may have left an orphan, like an ambiguous attempt.
+			r.RefusalsThroughFault++
+			wins[t.Key] = append(wins[t.Key], window{t.T0, h.extend(t.Client, t.T0, t.T)})
 		default:
 			wins[t.Key] = append(wins[t.Key], window{t.T0, h.extend(t.Client, t.T0, t.T)})
 		}
@@ -199,46 +217,8 @@ func mutexModel() porcupine.Model {
 }
 
 // linearizable checks each key's history against the mutex model.
-func (h *history) linearizable(budget time.Duration) string {
-	ops := map[string][]porcupine.Operation{}
-	id := 0
-	add := func(key string, call, ret int64, in mutexOp, out string) {
-		ops[key] = append(ops[key], porcupine.Operation{Input: in, Call: call, Output: out, Return: max(ret, call)})
-	}
-	for _, s := range h.sections {
-		id++
-		out := outOK
-		for _, p := range h.pauses[s.client] {
-			if p[0] <= s.enter && p[1] >= s.acqStart {
-				// Frozen while acquiring: the lock may have expired before
-				// the client knew it had it; the model cannot tell.
-				out = outUnknown
-			}
-		}
-		add(s.key, s.acqStart, s.enter, mutexOp{'a', id}, out)
-		add(s.key, h.beliefEnd(s), h.holdEnd(s), mutexOp{'r', id}, "")
-	}
-	for _, t := range h.tries {
-		id++
-		if t.Result == "busy" {
-			add(t.Key, t.T0, t.T, mutexOp{'a', id}, outBusy)
-			continue
-		}
-		add(t.Key, t.T0, t.T, mutexOp{'a', id}, outUnknown)
-		add(t.Key, t.T, h.extend(t.Client, t.T0, t.T), mutexOp{'r', id}, "")
-	}
-	for c, k := range h.kills { // an attempt the kill cut short
-		for key := range h.keys {
-			id++
-			add(key, h.lastT[c], k, mutexOp{'a', id}, outUnknown)
-			add(key, k, k+int64(h.lim.TTL+h.lim.Slack), mutexOp{'r', id}, "")
-		}
-	}
-	for _, rs := range h.restarts {
-		for key := range h.keys {
-			add(key, rs[0], rs[1], mutexOp{kind: 'z'}, "")
-		}
-	}
+func (h *history) linearizable(r *Report, budget time.Duration) string {
+	ops := h.ops()
 	keys := make([]string, 0, len(ops))
 	for k := range ops {
 		keys = append(keys, k)
@@ -253,9 +233,11 @@ func (h *history) linearizable(budget time.Duration) string {
 			unknown = append(unknown, k)
 			continue
 		}
-		switch porcupine.CheckOperationsTimeout(model, ops[k], left) {
+		res, info := porcupine.CheckOperationsVerbose(model, ops[k], left)
+		switch res {
 		case porcupine.Illegal:
 			illegal = append(illegal, k)
+			r.problem("key %s: not linearizable at %s", k, stuckAt(ops[k], info))
 		case porcupine.Unknown:
 			unknown = append(unknown, k)
 		}
@@ -267,4 +249,87 @@ func (h *history) linearizable(budget time.Duration) string {
 		return fmt.Sprintf("unknown (%d of %d keys not decided in %v)", len(unknown), len(keys), budget)
 	}
 	return fmt.Sprintf("ok (%d keys)", len(keys))
+}
+
+// ops is each key's history of mutex operations.
+func (h *history) ops() map[string][]porcupine.Operation {
+	ops := map[string][]porcupine.Operation{}
+	id := 0
+	add := func(key string, call, ret int64, in mutexOp, out string) {
+		ops[key] = append(ops[key], porcupine.Operation{Input: in, Call: call, Output: out, Return: max(ret, call)})
+	}
+	for _, s := range h.sections {
+		id++
+		out := outOK
+		for _, p := range h.pauses[s.client] {
+			if p[0] <= s.enter && p[1] >= s.tryStart {
+				// Frozen while acquiring: the lock may have expired before
+				// the client knew it had it; the model cannot tell.
+				out = outUnknown
+			}
+		}
+		add(s.key, s.tryStart, s.enter, mutexOp{'a', id}, out)
+		add(s.key, h.beliefEnd(s), h.holdEnd(s), mutexOp{'r', id}, "")
+	}
+	for _, t := range h.tries {
+		id++
+		if t.Result == "busy" && !h.throughFault(t) {
+			add(t.Key, t.T0, t.T, mutexOp{'a', id}, outBusy)
+			continue
+		}
+		// An error, or a refusal through a fault (see refusals): the
+		// attempt may have taken the lock, which then expires.
+		add(t.Key, t.T0, t.T, mutexOp{'a', id}, outUnknown)
+		// The orphan may expire from the attempt's start on (an attempt
+		// can last longer than the TTL). Ordered before its attempt, the
+		// expiry is void and the orphan would stay: porcupine then finds
+		// no room for the next successful acquire and tries the other
+		// order; only refusals until that acquire can be explained so
+		// (the refusal check is exact there).
+		add(t.Key, t.T0, h.extend(t.Client, t.T0, t.T), mutexOp{'r', id}, "")
+	}
+	for c, k := range h.kills { // an attempt the kill cut short
+		for key := range h.keys {
+			id++
+			add(key, h.lastT[c], k, mutexOp{'a', id}, outUnknown)
+			add(key, h.lastT[c], k+int64(h.lim.TTL+h.lim.Slack), mutexOp{'r', id}, "")
+		}
+	}
+	for _, rs := range h.restarts {
+		for key := range h.keys {
+			add(key, rs[0], rs[1], mutexOp{kind: 'z'}, "")
+		}
+	}
+	return ops
+}
+
+// stuckAt describes the earliest-returning operation that the longest
+// partial linearization porcupine found could not take in.
+func stuckAt(ops []porcupine.Operation, info porcupine.LinearizationInfo) string {
+	var longest []int
+	for _, part := range info.PartialLinearizations() {
+		for _, l := range part {
+			if len(l) > len(longest) {
+				longest = l
+			}
+		}
+	}
+	in := make([]bool, len(ops))
+	for _, id := range longest {
+		if id >= 0 && id < len(ops) {
+			in[id] = true
+		}
+	}
+	best := -1
+	for i, op := range ops {
+		if !in[i] && (best < 0 || op.Return < ops[best].Return) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "?"
+	}
+	op := ops[best]
+	m := op.Input.(mutexOp)
+	return fmt.Sprintf("%c#%d→%v [%d, %d] (%d ops linearized)", m.kind, m.id, op.Output, op.Call, op.Return, len(longest))
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // Private servers: the tests that restart a store start their own, on
@@ -229,7 +230,7 @@ func privateEtcd(t *testing.T) (string, func() (string, error)) {
 			members[i].stop(syscall.SIGKILL)
 		}
 	})
-	cli, err := clientv3.New(clientv3.Config{Endpoints: client[:], DialTimeout: 5 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: client[:], DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ var (
 	flagFaultEvery = flag.Duration("fault-every", 0, "time between faults; 0 = duration/(2×faults+2)")
 	flagBound      = flag.Duration("bound", 250*time.Millisecond, "how long a client may go on after its loss signal")
 	flagLinear     = flag.Duration("linearizability", 60*time.Second, "porcupine's time budget per run; 0 = skip")
+	flagSlack      = flag.Duration("slack", 250*time.Millisecond, "TestCheckDir: how long beyond the TTL an orphan lock may keep others out")
 	flagKeep       = flag.Bool("keep", false, "keep the logs (their directory is logged)")
 	flagCheckDir   = flag.String("check-dir", "", "TestCheckDir: check the logs kept (-keep) in this directory again")
 	flagStrict     = flag.Bool("strict", false, "fail on overlaps after pg_terminate_backend too (a known pglock issue, see docs/reliability.md)")
@@ -204,6 +205,10 @@ func runStore(t *testing.T, st store, seed uint64) {
 	if strings.HasPrefix(r.Linearizable, "illegal") && r.TerminateOverlaps == 0 && r.PauseOverlaps == 0 && !st.advisory {
 		t.Errorf("porcupine: %s", r.Linearizable)
 	}
+	if r.RefusalsThroughFault != 0 {
+		t.Logf("FINDING: %d attempts spanning a network fault were answered \"not acquired\" (the client library re-sent an acquire "+
+			"the store had applied; see docs/reliability.md)", r.RefusalsThroughFault)
+	}
 	if r.TerminateOverlaps != 0 {
 		msg := "%d overlaps after pg_terminate_backend: the server freed the lock before pglock told the holder (known issue, docs/reliability.md)"
 		if *flagStrict {
@@ -248,7 +253,8 @@ func TestCheckDir(t *testing.T) {
 			logs = append(logs, evs)
 		}
 	}
-	r := torture.Check(logs, nemesis, *flagBound)
+	ttl := cmp.Or(*flagTTL, 500*time.Millisecond)
+	r := torture.CheckLimits(logs, nemesis, torture.Limits{Bound: *flagBound, TTL: ttl, Slack: *flagSlack, Linearizability: *flagLinear})
 	t.Logf("%s", summary(*flagCheckDir, len(logs), r, 0))
 	for _, e := range r.Examples {
 		t.Logf("  %s", e)
@@ -268,10 +274,10 @@ func summary(store string, clients int, r *torture.Report, took time.Duration) s
 	}
 	return fmt.Sprintf("RESULT store=%s clients=%d acquisitions=%d faults=%v overlaps=%d restart-overlaps=%d terminate-overlaps=%d pause-overlaps=%d max-pause-window=%v "+
 		"token-regressions=%d writes=%d rejected=%d write-errors=%d stale-accepted=%d losses=%d p99-signal=%v "+
-		"max-after-loss=%v late-work=%d max-takeover-after-kill=%v refusals=%d ambiguous=%d release-errors=%d unexplained-refusals=%d "+
+		"max-after-loss=%v late-work=%d max-takeover-after-kill=%v refusals=%d ambiguous=%d release-errors=%d unexplained-refusals=%d refusals-through-fault=%d "+
 		"porcupine=%q bound95=%s took=%v",
 		store, clients, r.Acquisitions, r.Faults, r.Overlaps, r.RestartOverlaps, r.TerminateOverlaps, r.PauseOverlaps, r.MaxPauseWindow.Round(time.Microsecond),
 		r.TokenRegressions, r.Writes, r.Rejected, r.WriteErrors, r.StaleAccepted, r.Losses, r.P99Signal().Round(time.Microsecond),
 		r.MaxAfterLoss.Round(time.Microsecond), r.LateWork, r.MaxTakeover.Round(time.Millisecond), r.Refusals, r.Ambiguous, r.ReleaseErrors,
-		r.UnexplainedRefusals, r.Linearizable, b, took.Round(time.Millisecond))
+		r.UnexplainedRefusals, r.RefusalsThroughFault, r.Linearizable, b, took.Round(time.Millisecond))
 }
