@@ -341,7 +341,7 @@ func check(clients [][]Event, nemesis []Event, bound time.Duration) (*Report, *h
 	var writes []Event
 	for _, log := range clients {
 		open := map[string]*section{}
-		var exited *section // the last section exited, awaiting its rel
+		var exited *section           // the last section exited, awaiting its rel
 		lastTry := map[string]int64{} // key → end of the last failed attempt
 		for _, ev := range log {
 			h.keys[ev.Key] = struct{}{}
