@@ -16,7 +16,7 @@ bin=$(mktemp -d)/torture.test
 go -C torture test -c -o "$bin" .
 run() { "$bin" -test.run TestTorture -test.v -test.timeout 30m -clients=8 -linearizability=120s "$@"; }
 run -store=memlock -duration=90s -fault-every=2s "$@"
-run -store=redis -duration=80s -fault-every=1.5s "$@"
+run -store=redis -duration=90s -fault-every=1.5s "$@"
 run -store=redis-cluster -keys=8 -duration=100s -fault-every=2s "$@"
 run -store=redis-restart -keys=16 -work=20ms -duration=90s -fault-every=3s "$@"
 run -store=postgres -duration=90s -fault-every=1.5s "$@"

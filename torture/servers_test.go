@@ -116,7 +116,9 @@ func privateRedis(t *testing.T) (string, func() error) {
 }
 
 // privatePostgres initdb's a PostgreSQL 15 cluster in a temporary
-// directory, runs it as the postgres user on a free port, and returns its
+// directory, runs it as the postgres user on a free port (fsync off: the
+// machine does not crash, only the server; synchronous_commit stays on,
+// or acknowledged commits and sequence values are lost at a restart), and returns its
 // URL and a function that shuts it down immediately (SIGQUIT: backends are
 // killed, no checkpoint; crash recovery at the next start) and starts it
 // again.
@@ -159,8 +161,7 @@ func privatePostgres(t *testing.T) (string, func() error) {
 	var s server
 	start := func() error {
 		c := asPostgres("postgres", "-D", data, "-p", strconv.Itoa(port), "-c", "listen_addresses=127.0.0.1",
-			"-c", "unix_socket_directories="+dir, "-c", "fsync=off", "-c", "synchronous_commit=off",
-			"-c", "full_page_writes=off", "-c", "max_connections=200")
+			"-c", "unix_socket_directories="+dir, "-c", "fsync=off", "-c", "max_connections=200")
 		c.Stdout, c.Stderr = logf, logf
 		if err := s.start(c); err != nil {
 			return err
