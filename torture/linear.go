@@ -98,6 +98,18 @@ func (h *history) beliefEnd(s *section) int64 {
 	return end
 }
 
+// duringRestart tells whether an attempt ran while the store was being
+// restarted (after the restart was noted, before it was up again): a lock
+// it may have taken was forgotten with the server.
+func (h *history) duringRestart(t Event) bool {
+	for _, rs := range h.restarts {
+		if t.T0 >= rs[0] && t.T <= rs[1] {
+			return true
+		}
+	}
+	return false
+}
+
 // throughFault tells whether an attempt spanned the start of a network
 // fault (cut, lost replies) of its client.
 func (h *history) throughFault(t Event) bool {
@@ -273,6 +285,9 @@ func (h *history) ops() map[string][]porcupine.Operation {
 	}
 	for _, t := range h.tries {
 		id++
+		if t.Result != "busy" && h.duringRestart(t) {
+			continue
+		}
 		if t.Result == "busy" && !h.throughFault(t) {
 			add(t.Key, t.T0, t.T, mutexOp{'a', id}, outBusy)
 			continue
