@@ -167,6 +167,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		p := &proc{name: name, log: filepath.Join(o.Dir, name+".log"), done: make(chan struct{})}
 		cfg := ClientConfig{Name: name, URL: urls[i], Register: o.Register, Keys: keys, Log: p.log, TTL: o.TTL, MaxWork: o.MaxWork,
 			Deadline: deadline, Seed: rnd.Uint64()}
+		if i == 0 && o.Clients > 1 {
+			// A long holder, whose locks must be refreshed: the target of
+			// cuts and pauses when it holds one.
+			cfg.MaxWork = max(o.MaxWork, o.TTL)
+		}
 		if o.InProcess {
 			p.ctl = newControl()
 			cfg.locker, cfg.ctl = shared, p.ctl
@@ -241,6 +246,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				return nil, ctx.Err()
 			}
 			i := pickHolder(rnd, slots)
+			if (fault == "cut" || fault == "stop") && holding(slots[0].log) {
+				i = 0
+			}
 			if fault == "drop" {
 				// Lost replies matter most to a client that is acquiring.
 				i = pickNonHolder(rnd, slots)
