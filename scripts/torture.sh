@@ -14,12 +14,12 @@ eval "$(scripts/services.sh env)"
 
 bin=$(mktemp -d)/torture.test
 go -C torture test -c -o "$bin" .
-run() { "$bin" -test.run TestTorture -test.v -test.timeout 30m -clients=8 -linearizability=120s "$@"; }
+run() { "$bin" -test.run TestTorture -test.v -test.timeout 30m -clients=8 -keys=16 -linearizability=120s "$@"; }
 run -store=memlock -duration=90s -fault-every=2s "$@"
 run -store=redis -duration=90s -fault-every=1.5s "$@"
-run -store=redis-cluster -keys=8 -duration=100s -fault-every=2s "$@"
-run -store=redis-restart -keys=16 -work=20ms -duration=90s -fault-every=3s "$@"
+run -store=redis-cluster -duration=100s -fault-every=2s "$@"
+run -store=redis-restart -work=20ms -duration=90s -fault-every=3s "$@"
 run -store=postgres -duration=90s -fault-every=1.5s "$@"
 run -store=postgres-ttl -duration=90s -fault-every=1.5s "$@"
-run -store=postgres-restart -keys=16 -work=20ms -duration=120s -fault-every=3s "$@"
-run -store=etcd-cluster -keys=16 -duration=200s -fault-every=3s "$@"
+run -store=postgres-restart -work=20ms -duration=120s -fault-every=3s "$@"
+run -store=etcd-cluster -duration=200s -fault-every=3s "$@"

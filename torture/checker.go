@@ -203,11 +203,12 @@ type Report struct {
 	// by [CheckLimits] only.
 	UnexplainedRefusals int
 	// RefusalsThroughFault counts "not acquired" answers to attempts that
-	// spanned the start of a cut or of lost replies to their client: the
-	// client library may have re-sent an acquire the store had applied,
-	// and the store then refused the client its own lock (an orphan until
-	// the TTL). Counted apart from UnexplainedRefusals, and treated like
-	// ambiguous attempts by the other checks.
+	// spanned the start of a cut or of lost replies to their client. The
+	// client library re-sends a command whose connection broke (go-redis
+	// does); the first send may have taken the lock, which kept others
+	// out until its TTL while the client, refused at the re-send, believed
+	// it had nothing. Counted apart from UnexplainedRefusals, and treated
+	// like ambiguous attempts (a possible orphan) by the other checks.
 	RefusalsThroughFault int
 	// Linearizable is porcupine's verdict on the keys' histories against a
 	// mutex model ("ok (…)", "illegal (…)", "unknown (…)"), empty when not

@@ -136,9 +136,9 @@ func (h *history) refusals(r *Report) {
 			busy = append(busy, t)
 		case t.Result == "busy":
 			// A refusal whose attempt spanned a lost reply or a cut: the
-			// client's library may have sent the acquire again, and the
-			// store refused the client's own first one. Counted apart; it
-			// may have left an orphan, like an ambiguous attempt.
+			// client's library may have sent the acquire again after the
+			// first send took the lock. Counted apart; it may have left
+			// an orphan, like an ambiguous attempt.
 			r.RefusalsThroughFault++
 			wins[t.Key] = append(wins[t.Key], window{t.T0, h.extend(t.Client, t.T0, t.T)})
 		default:

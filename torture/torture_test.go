@@ -206,8 +206,8 @@ func runStore(t *testing.T, st store, seed uint64) {
 		t.Errorf("porcupine: %s", r.Linearizable)
 	}
 	if r.RefusalsThroughFault != 0 {
-		t.Logf("FINDING: %d attempts spanning a network fault were answered \"not acquired\" (the client library re-sent an acquire "+
-			"the store had applied; see docs/reliability.md)", r.RefusalsThroughFault)
+		t.Logf("NOTE: %d attempts spanning a network fault were answered \"not acquired\" (the client library re-sends a command "+
+			"whose connection broke; the first send may have left an orphan until its TTL; see docs/reliability.md)", r.RefusalsThroughFault)
 	}
 	if r.TerminateOverlaps != 0 {
 		msg := "%d overlaps after pg_terminate_backend: the server freed the lock before pglock told the holder (known issue, docs/reliability.md)"
