@@ -71,14 +71,22 @@ type proc struct {
 	done chan struct{}
 }
 
-// kill ends the client at once (kill -9, or abandon) and waits for it.
-func (p *proc) kill() {
+// kill ends the client at once (kill -9, or abandon), waits for it, and
+// returns the time after which it ran no more code: when kill(2) returned
+// (its connections may close before it is reaped, and the store may free
+// its locks then), or when the goroutine returned.
+func (p *proc) kill() time.Time {
+	var t time.Time
 	if p.ctl != nil {
 		p.ctl.kill()
+		<-p.done
+		t = time.Now()
 	} else {
 		p.cmd.Process.Signal(syscall.SIGKILL)
+		t = time.Now()
+		<-p.done
 	}
-	<-p.done
+	return t
 }
 
 // freeze stops the client and reports whether it is stopped.
@@ -256,10 +264,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			p := slots[i]
 			switch fault {
 			case "kill":
-				// The time is taken when kill(2) returns (or the goroutine
-				// has returned): the client runs no more code after that.
-				p.kill()
-				note("kill", p.name, time.Now())
+				note("kill", p.name, p.kill())
 				if _, err := spawn(i); err != nil {
 					nemErr = err
 				}
@@ -334,8 +339,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		case <-p.done:
 		case <-grace.C:
 			grace.Reset(0)
-			p.kill()
-			note("kill", p.name, time.Now())
+			note("kill", p.name, p.kill())
 			if o.Logf != nil {
 				o.Logf("client %s did not finish; killed", p.name)
 			}
