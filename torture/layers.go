@@ -83,8 +83,6 @@ func (o *layerOut) emit(ev Event) {
 	o.line(Format(ev))
 }
 
-func now() int64 { return time.Now().UnixNano() }
-
 // LayerMain runs a layer process from its environment and returns the exit
 // code. Call it from TestMain when [LayerEnv] is set. SIGTERM stops it
 // cleanly.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlockgo/dlock/internal/testenv"
 	"github.com/dlockgo/dlock/torture"
 )
 
@@ -48,7 +49,7 @@ func TestLayers(t *testing.T) {
 						t.Skip("advisory locks outlive a frozen or cut-off leader: no failover to force (use postgres-ttl)")
 					}
 					t.Parallel()
-					common := torture.LayerCommon{URL: storeURL(t, store), Seed: seed, Dir: layerDir(t, layer+"-"+store), Logf: t.Logf}
+					common := torture.LayerCommon{URL: layerURL(t, store), Seed: seed, Dir: layerDir(t, layer+"-"+store), Logf: t.Logf}
 					switch layer {
 					case "leader":
 						testLeader(t, common, store, long)
@@ -65,6 +66,27 @@ func TestLayers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// layerURL is the URL of a shared store for the layer scenarios.
+func layerURL(t *testing.T, store string) string {
+	switch store {
+	case "redis":
+		return testenv.URL(t, testenv.Redis)
+	case "etcd":
+		return "etcd://" + testenv.URL(t, testenv.Etcd)
+	case "postgres", "postgres-ttl":
+		u := testenv.URL(t, testenv.Postgres)
+		if store == "postgres" {
+			return u
+		}
+		if strings.Contains(u, "?") {
+			return u + "&dlock_enforce_ttl=true"
+		}
+		return u + "?dlock_enforce_ttl=true"
+	}
+	t.Fatalf("unknown store %q", store)
+	return ""
 }
 
 // testContext bounds a scenario's run; it ends with the test.
