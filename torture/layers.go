@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -360,7 +361,8 @@ func runHTTP(ctx context.Context, c LayerConfig, out *layerOut) error {
 	}
 	defer locker.Close()
 	serial := httpmw.New(locker, &httpmw.Options{PathValue: "id", KeyPrefix: c.Key, TTL: c.TTL, Wait: 5 * time.Second,
-		Retry: &retry.Options{InitialInterval: 2 * time.Millisecond, MaxInterval: 20 * time.Millisecond}})
+		Retry:  &retry.Options{InitialInterval: 2 * time.Millisecond, MaxInterval: 20 * time.Millisecond},
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}) // store failures (503) go to the .err file
 	work := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		token, _ := httpmw.TokenFrom(r.Context())

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -265,9 +266,12 @@ func testHTTP(t *testing.T, common torture.LayerCommon, long bool) {
 			t.Errorf("replica %d: goroutines %+v after the load, %+v before", i, g, r.GoroutineBaseline[i])
 		}
 	}
-	// 409: the resource stayed busy for all of httpmw's Wait (5s), which
-	// happens on a loaded etcd; an answer, not a failure.
-	if r.Errors != 0 || slices.ContainsFunc(slices.Collect(maps.Keys(r.Status)), func(s int) bool { return s != 200 && s != 409 && s != 500 }) {
+	// 409 (the resource stayed busy for all of httpmw's Wait, 5s) and 503
+	// (the store failed: a timeout on the shared servers under load, logged
+	// in the replica's .err file) are the middleware's answers, not
+	// failures of what is checked here.
+	allowed := []int{http.StatusOK, http.StatusConflict, http.StatusInternalServerError, http.StatusServiceUnavailable}
+	if r.Errors != 0 || slices.ContainsFunc(slices.Collect(maps.Keys(r.Status)), func(s int) bool { return !slices.Contains(allowed, s) }) {
 		t.Errorf("unexpected answers: errors %d, statuses %v", r.Errors, r.Status)
 	}
 }
