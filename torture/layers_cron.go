@@ -36,8 +36,16 @@ type CronResult struct {
 	// run in time (the others ran after it had ended).
 	Concurrent int
 	// Lost counts runs whose lock was lost while they ran.
-	Lost     int
-	Examples []string
+	Lost int
+	// Delays are, for every run, how late it entered the job after its
+	// replica's clock said the tick had come: the timer's lateness plus
+	// the acquire. A duplicate whose own delay exceeds MinHold − Skew is
+	// explained by it (LateDuplicates): with a smaller delay the replica
+	// could only have got the tick if the first runner's lock had ended
+	// early. Duplicates − LateDuplicates must be 0 while Skew < MinHold.
+	Delays         []time.Duration
+	LateDuplicates int
+	Examples       []string
 }
 
 // RunCron runs one cron replica per offset, each with its clock skewed by
@@ -56,6 +64,7 @@ func RunCron(ctx context.Context, o CronOptions) (*CronResult, error) {
 	skew = hi - lo
 	lead = max(hi, -lo)
 	lp := newLayerProcs(&o.LayerCommon)
+	offsets := map[string]time.Duration{}
 	// Processes start within the first seconds; the deadline is far
 	// enough for Ticks ticks after all are ready.
 	deadline := time.Now().Add(15*time.Second + time.Duration(o.Ticks+3)*o.Every)
@@ -69,6 +78,7 @@ func RunCron(ctx context.Context, o CronOptions) (*CronResult, error) {
 			return nil, err
 		}
 		names = append(names, p.cfg.Name)
+		offsets[p.cfg.Name] = off
 	}
 	if !lp.waitFor(15*time.Second, func() bool { return lp.readyAll(names) }) {
 		lp.stopAll(10 * time.Second)
@@ -120,9 +130,16 @@ func RunCron(ctx context.Context, o CronOptions) (*CronResult, error) {
 		}
 	}
 	lp.mu.Unlock()
+	// delay is how late a run entered after its replica's clock said t.
+	delay := func(r span, t time.Time) time.Duration {
+		return time.Duration(r.start - t.Add(-offsets[r.client]).UnixNano())
+	}
 	for t := first; !t.After(last); t = t.Add(o.Every) {
 		rs := runs[t.UnixNano()]
 		res.Runs += len(rs)
+		for _, r := range rs {
+			res.Delays = append(res.Delays, delay(r, t))
+		}
 		switch {
 		case len(rs) == 0:
 			res.Missed++
@@ -134,11 +151,15 @@ func RunCron(ctx context.Context, o CronOptions) (*CronResult, error) {
 				if r.start < rs[0].end {
 					res.Concurrent++
 				}
+				if skew < minHold && delay(r, t) > minHold-skew {
+					res.LateDuplicates++
+				}
 			}
 			if len(res.Examples) < 5 {
 				var who []string
 				for _, r := range rs {
-					who = append(who, fmt.Sprintf("%s at %+v", r.client, time.Duration(r.start-t.UnixNano()).Round(time.Millisecond)))
+					who = append(who, fmt.Sprintf("%s (clock %+v) at %+v, %v late", r.client, offsets[r.client],
+						time.Duration(r.start-t.UnixNano()).Round(time.Millisecond), delay(r, t).Round(time.Millisecond)))
 				}
 				res.Examples = append(res.Examples, fmt.Sprintf("tick %s ran %d times: %s", t.UTC().Format("15:04:05.000"), len(rs), strings.Join(who, ", ")))
 			}
