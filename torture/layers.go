@@ -308,10 +308,12 @@ func runOnce(ctx context.Context, c LayerConfig, out *layerOut) error {
 	opts := &once.Options{TTL: c.TTL, KeyPrefix: c.Key,
 		Retry: &retry.Options{InitialInterval: 5 * time.Millisecond, MaxInterval: 50 * time.Millisecond, RetryStoreErrors: true}}
 	out.line(fmt.Sprintf("ready %s %d", c.Name, now()))
-	for _, key := range c.Keys {
+	errs := 0 // consecutive failed calls for the current key
+	for i := 0; i < len(c.Keys); i++ {
 		if ctx.Err() != nil {
 			return nil
 		}
+		key := c.Keys[i]
 		t0 := now()
 		res, err := once.Do(ctx, locker, records, key, func(held context.Context, token uint64) error {
 			w := watchLoss(held)
@@ -340,6 +342,14 @@ func runOnce(ctx context.Context, c LayerConfig, out *layerOut) error {
 			fmt.Fprintln(os.Stderr, "once", key+":", err)
 		}
 		out.line(fmt.Sprintf("result %s %s %d %s", key, c.Name, res.Token, state))
+		if state == "error" && errs < 3 {
+			// A store failure: call again, as a caller would, a few times.
+			errs++
+			i--
+			time.Sleep(time.Duration(errs) * 50 * time.Millisecond) // back-off before the retry
+			continue
+		}
+		errs = 0
 	}
 	return nil
 }
