@@ -110,6 +110,17 @@ func (h *history) duringRestart(t Event) bool {
 	return false
 }
 
+// overlapsRestart tells whether an attempt overlapped a restart of the
+// store (from its noting, before the kill, to the server's return).
+func (h *history) overlapsRestart(t Event) bool {
+	for _, rs := range h.restarts {
+		if t.T0 <= rs[1] && t.T >= rs[0] {
+			return true
+		}
+	}
+	return false
+}
+
 // throughFault tells whether an attempt spanned the start of a network
 // fault (cut, lost replies) of its client.
 func (h *history) throughFault(t Event) bool {
@@ -132,6 +143,9 @@ func (h *history) refusals(r *Report) {
 	var busy []Event
 	for _, t := range h.tries {
 		switch {
+		case t.Result == "busy" && h.overlapsRestart(t):
+			// The store was going down or coming up: a dying server
+			// still refuses for the locks of its dead sessions.
 		case t.Result == "busy" && !h.throughFault(t):
 			busy = append(busy, t)
 		case t.Result == "busy":
@@ -289,8 +303,8 @@ func (h *history) ops() map[string][]porcupine.Operation {
 	}
 	for _, t := range h.tries {
 		id++
-		if t.Result != "busy" && h.duringRestart(t) {
-			continue
+		if t.Result != "busy" && h.duringRestart(t) || t.Result == "busy" && h.overlapsRestart(t) {
+			continue // see refusals
 		}
 		if t.Result == "busy" && !h.throughFault(t) {
 			add(t.Key, t.T0, t.T, mutexOp{'a', id}, outBusy)
