@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The reliability battery's long runs (docs/reliability.md), one store at a
-# time, against the servers scripts/services.sh starts. Extra arguments go to
-# every run (e.g. -seed=42 -keep).
+# time, against the servers scripts/services.sh starts (the restart rows and
+# etcd-cluster start private servers of their own). Extra arguments go to
+# every run (e.g. -seed=42 -keep). Without -race: the short mode in CI runs
+# with it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,7 +14,12 @@ eval "$(scripts/services.sh env)"
 
 bin=$(mktemp -d)/torture.test
 go -C torture test -c -o "$bin" .
-for s in redis postgres postgres-ttl redis-restart; do
-	"$bin" -test.run TestTorture -test.v -test.timeout 30m -store="$s" -clients=8 -duration=60s -fault-every=1.5s "$@"
-done
-"$bin" -test.run TestTorture -test.v -test.timeout 30m -store=etcd -clients=8 -duration=200s -fault-every=3s "$@"
+run() { "$bin" -test.run TestTorture -test.v -test.timeout 30m -clients=8 -keys=16 -linearizability=120s "$@"; }
+run -store=memlock -duration=90s -fault-every=2s "$@"
+run -store=redis -duration=90s -fault-every=1.5s "$@"
+run -store=redis-cluster -duration=100s -fault-every=2s "$@"
+run -store=redis-restart -work=20ms -duration=90s -fault-every=3s "$@"
+run -store=postgres -duration=120s -fault-every=1.2s "$@"
+run -store=postgres-ttl -duration=120s -fault-every=1.2s "$@"
+run -store=postgres-restart -work=20ms -duration=120s -fault-every=3s "$@"
+run -store=etcd-cluster -duration=200s -fault-every=2s "$@"

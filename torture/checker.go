@@ -18,6 +18,8 @@ import (
 //	write KEY CLIENT TOKEN T_SEND T_REPLY ok|rejected|error
 //	lost  KEY CLIENT TOKEN T
 //	exit  KEY CLIENT TOKEN T
+//	try   KEY CLIENT 0 T_SEND T_REPLY busy|error   (a failed acquire attempt)
+//	rel   KEY CLIENT TOKEN T_SEND T_REPLY ok|notheld|error   (the release after exit)
 //
 // Nemesis lines:
 //
@@ -25,7 +27,13 @@ import (
 //	stop      CLIENT T
 //	cont      CLIENT T
 //	terminate CLIENT T
-//	restart   store T   (the store's server was killed and started again)
+//	restart   store T   (the store's server was killed; it forgets its locks)
+//	up        store T   (the restarted server accepts connections again)
+//	bounce    MEMBER T  (a member of a replicated store was killed and started
+//	                     again; its locks must survive)
+//	cut       CLIENT T  (the client's connections to the store fall silent)
+//	drop      CLIENT T  (the store's replies to the client are discarded)
+//	heal      CLIENT T  (end of a cut or of lost replies)
 //
 // Times are Unix nanoseconds of the machine's wall clock, which every
 // process on the machine shares.
@@ -75,7 +83,7 @@ func parseLine(line string) (Event, error) {
 	}
 	ev := Event{Op: f[0]}
 	switch f[0] {
-	case "kill", "stop", "cont", "terminate", "restart":
+	case "kill", "stop", "cont", "terminate", "restart", "up", "bounce", "cut", "drop", "heal":
 		if len(f) != 3 {
 			return bad()
 		}
@@ -85,11 +93,11 @@ func parseLine(line string) (Event, error) {
 		}
 		ev.Client, ev.T = f[1], t
 		return ev, nil
-	case "enter", "write", "lost", "exit":
+	case "enter", "write", "lost", "exit", "try", "rel":
 	default:
 		return bad()
 	}
-	want := map[string]int{"enter": 6, "write": 7, "lost": 5, "exit": 5}[f[0]]
+	want := map[string]int{"enter": 6, "write": 7, "lost": 5, "exit": 5, "try": 7, "rel": 7}[f[0]]
 	if len(f) != want {
 		return bad()
 	}
@@ -103,7 +111,7 @@ func parseLine(line string) (Event, error) {
 	case "enter":
 		ev.T0, ok1 = num(f[4])
 		ev.T, ok2 = num(f[5])
-	case "write":
+	case "write", "try", "rel":
 		ev.T0, ok1 = num(f[4])
 		ev.T, ok2 = num(f[5])
 		ev.Result = f[6]
@@ -122,8 +130,8 @@ func Format(ev Event) string {
 	switch ev.Op {
 	case "enter":
 		return fmt.Sprintf("enter %s %s %d %d %d", ev.Key, ev.Client, ev.Token, ev.T0, ev.T)
-	case "write":
-		return fmt.Sprintf("write %s %s %d %d %d %s", ev.Key, ev.Client, ev.Token, ev.T0, ev.T, ev.Result)
+	case "write", "try", "rel":
+		return fmt.Sprintf("%s %s %s %d %d %d %s", ev.Op, ev.Key, ev.Client, ev.Token, ev.T0, ev.T, ev.Result)
 	case "lost", "exit":
 		return fmt.Sprintf("%s %s %s %d %d", ev.Op, ev.Key, ev.Client, ev.Token, ev.T)
 	default:
@@ -164,8 +172,10 @@ type Report struct {
 	// larger token had been accepted before it was sent. Must be 0.
 	Writes, Rejected, WriteErrors, StaleAccepted int
 	// Losses are the sections whose client was told of the loss; LateWork
-	// counts those that went on for more than the bound after it, and
-	// MaxAfterLoss is the longest time a client kept working after it.
+	// counts those that sent a register write more than the bound after
+	// it (new work after the signal; a write already in flight when it
+	// came is not late work), and MaxAfterLoss is the longest time from
+	// the signal to the section's exit, writes in flight included.
 	Losses       int
 	LateWork     int
 	MaxAfterLoss time.Duration
@@ -181,6 +191,29 @@ type Report struct {
 	// MaxTakeover is the longest time from a kill -9 of a holder to the
 	// next entry into the key it held.
 	MaxTakeover time.Duration
+	// Refusals counts acquire attempts answered "not acquired", Ambiguous
+	// those that failed with an error (the acquire may have been applied:
+	// a lost reply), ReleaseErrors the releases that failed.
+	Refusals, Ambiguous, ReleaseErrors int
+	// UnexplainedRefusals counts "not acquired" answers given while no
+	// one could hold the key: no section of it, no ambiguous attempt within
+	// TTL + slack before, no killed client within TTL + slack. One means
+	// the store refused for a lock nobody was told of (say, an acquire it
+	// applied twice) or kept an orphan beyond its TTL. Must be 0; counted
+	// by [CheckLimits] only.
+	UnexplainedRefusals int
+	// RefusalsThroughFault counts "not acquired" answers to attempts that
+	// spanned the start of a cut or of lost replies to their client. The
+	// client library re-sends a command whose connection broke (go-redis
+	// does); the first send may have taken the lock, which kept others
+	// out until its TTL while the client, refused at the re-send, believed
+	// it had nothing. Counted apart from UnexplainedRefusals, and treated
+	// like ambiguous attempts (a possible orphan) by the other checks.
+	RefusalsThroughFault int
+	// Linearizable is porcupine's verdict on the keys' histories against a
+	// mutex model ("ok (…)", "illegal (…)", "unknown (…)"), empty when not
+	// run (see [CheckLimits]).
+	Linearizable string
 	// Examples describes the first problems found.
 	Examples []string
 }
@@ -189,7 +222,8 @@ type Report struct {
 // fencing or promptness (pause and restart overlaps are not violations;
 // see [Report.PauseOverlaps] and [Report.RestartOverlaps]).
 func (r *Report) OK() bool {
-	return r.Overlaps == 0 && r.TerminateOverlaps == 0 && r.TokenRegressions == 0 && r.StaleAccepted == 0 && r.LateWork == 0
+	return r.Overlaps == 0 && r.TerminateOverlaps == 0 && r.TokenRegressions == 0 && r.StaleAccepted == 0 && r.LateWork == 0 &&
+		r.UnexplainedRefusals == 0
 }
 
 // P99Signal is the 99th percentile of SignalLatencies (0 when empty).
@@ -230,6 +264,7 @@ type section struct {
 	key, client string
 	token       uint64
 	acqStart    int64
+	tryStart    int64 // start of the attempt that succeeded, at the latest
 	enter       int64
 	end         int64 // belief end: exit, loss, kill, or MaxInt64
 	lost        int64 // 0 = never told
@@ -245,7 +280,16 @@ type segment struct {
 // Check merges client logs and the nemesis log and checks them. bound is
 // how long a client may go on after its loss signal.
 func Check(clients [][]Event, nemesis []Event, bound time.Duration) *Report {
+	r, _ := check(clients, nemesis, bound)
+	return r
+}
+
+func check(clients [][]Event, nemesis []Event, bound time.Duration) (*Report, *history) {
 	r := &Report{Faults: map[string]int{}}
+	h := &history{kills: map[string]int64{}, lastT: map[string]int64{}, faults: map[string][][2]int64{},
+		keys: map[string]struct{}{}, rels: map[*section]Event{}}
+	openFault := map[string]int64{}
+	var bounces []int64
 	kills := map[string]int64{}
 	pauses := map[string][][2]int64{}
 	var terminates []Event
@@ -267,8 +311,28 @@ func Check(clients [][]Event, nemesis []Event, bound time.Duration) *Report {
 			terminates = append(terminates, ev)
 		case "restart":
 			restarts = append(restarts, ev.T)
+			h.restarts = append(h.restarts, [2]int64{ev.T, math.MaxInt64})
+		case "up":
+			if n := len(h.restarts); n > 0 && h.restarts[n-1][1] == math.MaxInt64 {
+				h.restarts[n-1][1] = ev.T
+			}
+		case "bounce":
+			bounces = append(bounces, ev.T)
+		case "cut", "drop":
+			openFault[ev.Client] = ev.T
+		case "heal":
+			if s, ok := openFault[ev.Client]; ok {
+				h.faults[ev.Client] = append(h.faults[ev.Client], [2]int64{s, ev.T})
+				delete(openFault, ev.Client)
+			}
 		}
 	}
+	for c, s := range openFault {
+		h.faults[c] = append(h.faults[c], [2]int64{s, math.MaxInt64})
+	}
+	delete(r.Faults, "up")
+	delete(r.Faults, "heal")
+	h.kills, h.pauses = kills, pauses
 	for c, s := range openStop { // stopped and never continued: frozen to the end
 		pauses[c] = append(pauses[c], [2]int64{s, math.MaxInt64})
 	}
@@ -278,10 +342,31 @@ func Check(clients [][]Event, nemesis []Event, bound time.Duration) *Report {
 	var writes []Event
 	for _, log := range clients {
 		open := map[string]*section{}
+		var exited *section           // the last section exited, awaiting its rel
+		lastTry := map[string]int64{} // key → end of the last failed attempt
 		for _, ev := range log {
+			h.keys[ev.Key] = struct{}{}
+			h.lastT[ev.Client] = max(h.lastT[ev.Client], ev.T)
 			switch ev.Op {
+			case "try":
+				lastTry[ev.Key] = ev.T
+				h.tries = append(h.tries, ev)
+				if ev.Result == "busy" {
+					r.Refusals++
+				} else {
+					r.Ambiguous++
+				}
+			case "rel":
+				if exited != nil && exited.key == ev.Key {
+					h.rels[exited] = ev
+				}
+				exited = nil
+				if ev.Result == "error" {
+					r.ReleaseErrors++
+				}
 			case "enter":
-				s := &section{key: ev.Key, client: ev.Client, token: ev.Token, acqStart: ev.T0, enter: ev.T, end: math.MaxInt64}
+				s := &section{key: ev.Key, client: ev.Client, token: ev.Token, acqStart: ev.T0, tryStart: max(ev.T0, lastTry[ev.Key]),
+					enter: ev.T, end: math.MaxInt64}
 				open[ev.Key] = s
 				sections = append(sections, s)
 			case "write":
@@ -294,6 +379,7 @@ func Check(clients [][]Event, nemesis []Event, bound time.Duration) *Report {
 				if s := open[ev.Key]; s != nil {
 					s.exit = ev.T
 					delete(open, ev.Key)
+					exited = s
 				}
 			}
 		}
@@ -307,6 +393,7 @@ func Check(clients [][]Event, nemesis []Event, bound time.Duration) *Report {
 		}
 	}
 	r.Acquisitions = len(sections)
+	h.sections = sections
 
 	byKey := map[string][]*section{}
 	for _, s := range sections {
@@ -319,10 +406,7 @@ func Check(clients [][]Event, nemesis []Event, bound time.Duration) *Report {
 			if s.exit != 0 && time.Duration(s.exit-s.lost) > r.MaxAfterLoss {
 				r.MaxAfterLoss = time.Duration(s.exit - s.lost)
 			}
-			if s.exit != 0 && time.Duration(s.exit-s.lost) > bound {
-				r.LateWork++
-				r.problem("%s/%s token %d worked %v after its loss signal", s.key, s.client, s.token, time.Duration(s.exit-s.lost))
-			}
+
 		}
 		byKey[s.key] = append(byKey[s.key], s)
 	}
@@ -344,9 +428,14 @@ func Check(clients [][]Event, nemesis []Event, bound time.Duration) *Report {
 				from = t.T
 			}
 		}
-		for _, t := range restarts {
+		for _, t := range append(restarts, bounces...) {
 			if t >= s.enter && t <= s.lost && t > from {
 				from = t
+			}
+		}
+		for _, f := range h.faults[s.client] {
+			if f[0] >= s.acqStart && f[0] <= s.lost && f[0] > from {
+				from = f[0]
 			}
 		}
 		if from != 0 {
@@ -431,6 +520,22 @@ func Check(clients [][]Event, nemesis []Event, bound time.Duration) *Report {
 	// Fenced register: a write accepted after a larger token's write had
 	// been accepted (its reply received before this one was sent).
 	wk := map[string][]Event{}
+	type sectionID struct {
+		key, client string
+		token       uint64
+	}
+	byID := map[sectionID]*section{}
+	for _, s := range sections {
+		byID[sectionID{s.key, s.client, s.token}] = s
+	}
+	late := map[*section]bool{}
+	for _, w := range writes {
+		if s := byID[sectionID{w.Key, w.Client, w.Token}]; s != nil && s.lost != 0 && w.T0 > s.lost+int64(bound) && !late[s] {
+			late[s] = true
+			r.LateWork++
+			r.problem("%s/%s token %d sent a write %v after its loss signal", s.key, s.client, s.token, time.Duration(w.T0-s.lost))
+		}
+	}
 	for _, w := range writes {
 		r.Writes++
 		switch w.Result {
@@ -460,7 +565,7 @@ func Check(clients [][]Event, nemesis []Event, bound time.Duration) *Report {
 			}
 		}
 	}
-	return r
+	return r, h
 }
 
 // restarted tells whether the store restarted in [from, to].

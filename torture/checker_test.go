@@ -69,8 +69,14 @@ func TestCheck_LossEndsTheSection(t *testing.T) {
 
 func TestCheck_LateWorkAfterLoss(t *testing.T) {
 	ms := int64(time.Millisecond)
-	r := check(t, "", "enter k a 1 0 10\nlost k a 1 20\nexit k a 1 "+itoa(20+100*ms))
-	if r.LateWork != 1 || r.MaxAfterLoss != 100*time.Millisecond {
+	// A write in flight when the signal came is not late work (the bound
+	// is 50ms); a write sent after the bound is.
+	r := check(t, "", "enter k a 1 0 10\nwrite k a 1 15 "+itoa(20+90*ms)+" ok\nlost k a 1 20\nexit k a 1 "+itoa(20+100*ms))
+	if r.LateWork != 0 || r.MaxAfterLoss != 100*time.Millisecond {
+		t.Fatalf("report %+v", r)
+	}
+	r = check(t, "", "enter k a 1 0 10\nlost k a 1 20\nwrite k a 1 "+itoa(20+60*ms)+" "+itoa(20+61*ms)+" rejected\nexit k a 1 "+itoa(20+100*ms))
+	if r.LateWork != 1 {
 		t.Fatalf("report %+v", r)
 	}
 }
@@ -172,6 +178,76 @@ func TestCheck_RestartOverlapsAreCountedApart(t *testing.T) {
 		"enter k a 1 0 10\nwrite k a 1 25 26 rejected\nlost k a 1 27\nexit k a 1 28",
 		"enter k b 2 18 20\nwrite k b 2 21 22 ok\nexit k b 2 40")
 	if r.Overlaps != 0 || r.RestartOverlaps != 1 || r.Bound95() != -1 || r.P99Signal() != 12 || r.Rejected != 1 || r.StaleAccepted != 0 || r.Faults["restart"] != 1 {
+		t.Fatalf("report %+v", r)
+	}
+}
+
+func checkLimits(t *testing.T, nemesis string, clients ...string) *torture.Report {
+	t.Helper()
+	var logs [][]torture.Event
+	for _, c := range clients {
+		logs = append(logs, parse(t, c))
+	}
+	return torture.CheckLimits(logs, parse(t, nemesis), torture.Limits{Bound: 50, TTL: 100, Slack: 10, Linearizability: 10 * time.Second})
+}
+
+func TestCheckLimits_RefusalExplainedByAHolder(t *testing.T) {
+	r := checkLimits(t, "",
+		"enter k a 1 0 10\nexit k a 1 30\nrel k a 1 30 31 ok",
+		"try k b 0 12 14 busy\nenter k b 2 32 40\nexit k b 2 50\nrel k b 2 50 51 ok")
+	if !r.OK() || r.Refusals != 1 || r.UnexplainedRefusals != 0 || r.Linearizable != "ok (1 keys)" {
+		t.Fatalf("report %+v", r)
+	}
+}
+
+// A refusal while no one holds the key, no attempt was ambiguous and no
+// client was killed: the store said "not acquired" for a lock nobody had.
+func TestCheckLimits_UnexplainedRefusal(t *testing.T) {
+	r := checkLimits(t, "",
+		"enter k a 1 0 10\nexit k a 1 30\nrel k a 1 30 31 ok",
+		"try k b 0 40 42 busy")
+	if r.OK() || r.UnexplainedRefusals != 1 || !strings.HasPrefix(r.Linearizable, "illegal") {
+		t.Fatalf("report %+v", r)
+	}
+}
+
+// An acquire that failed with an error (its reply lost) may have left an
+// orphan lock: refusals are explained for TTL + slack after it, not later.
+func TestCheckLimits_OrphanOfALostReply(t *testing.T) {
+	r := checkLimits(t, "drop a 0\nheal a 20",
+		"try k a 0 5 20 error",
+		"try k b 0 50 52 busy\ntry k b 0 100 102 busy\nenter k b 1 125 130\nexit k b 1 140\nrel k b 1 140 141 ok")
+	if !r.OK() || r.Ambiguous != 1 || r.Refusals != 2 || r.Linearizable != "ok (1 keys)" {
+		t.Fatalf("report %+v", r)
+	}
+	r = checkLimits(t, "drop a 0\nheal a 20",
+		"try k a 0 5 20 error",
+		"try k b 0 200 202 busy\nenter k b 1 300 301\nexit k b 1 302\nrel k b 1 302 303 ok") // 180 after the attempt: beyond TTL + slack
+	if r.UnexplainedRefusals != 1 || !strings.HasPrefix(r.Linearizable, "illegal") {
+		t.Fatalf("report %+v", r)
+	}
+}
+
+// Two holders at once are not linearizable; a restart of a store that
+// forgets its locks in between makes them so.
+func TestCheckLimits_Linearizability(t *testing.T) {
+	a := "enter k a 1 0 10\nexit k a 1 60\nrel k a 1 60 61 notheld"
+	b := "enter k b 2 20 30\nexit k b 2 40\nrel k b 2 40 41 ok"
+	if r := checkLimits(t, "", a, b); !strings.HasPrefix(r.Linearizable, "illegal") || r.Overlaps != 1 {
+		t.Fatalf("report %+v", r)
+	}
+	if r := checkLimits(t, "restart store 12\nup store 15", a, b); r.Linearizable != "ok (1 keys)" || r.RestartOverlaps != 1 {
+		t.Fatalf("report %+v", r)
+	}
+}
+
+// A partitioned holder told of its loss before another client got the key
+// is a clean history.
+func TestCheckLimits_CutHolderToldInTime(t *testing.T) {
+	r := checkLimits(t, "cut a 20\nheal a 200",
+		"enter k a 1 0 10\nlost k a 1 90\nexit k a 1 91\nrel k a 1 91 200 notheld",
+		"try k b 0 30 32 busy\nenter k b 2 95 110\nexit k b 2 120\nrel k b 2 120 121 ok")
+	if !r.OK() || r.Linearizable != "ok (1 keys)" || len(r.SignalLatencies) != 1 || r.SignalLatencies[0] != 70 {
 		t.Fatalf("report %+v", r)
 	}
 }

@@ -1,13 +1,22 @@
-// Package torture is dlock's reliability battery: many client processes
-// take locks on one real store while a nemesis kills, pauses and
-// disconnects them, and an independent checker reads their logs afterwards
-// and counts what must never happen.
+// Package torture is dlock's reliability battery: many clients take locks
+// on one real store while a nemesis kills, pauses, partitions them, drops
+// the store's replies to them and restarts the store (or a member of it),
+// and an independent checker reads their logs afterwards and counts what
+// must never happen.
 //
 // The entry point is the test TestTorture (see torture_test.go and
 // docs/reliability.md). This package holds the parts it is built from: the
-// log format ([Parse]), the checker ([Check]) and the fenced register
-// ([OpenRegister]) the clients write through.
+// harness ([Run]), the log format ([Parse]), the checkers ([Check],
+// [CheckLimits], which adds the refusal check and a porcupine
+// linearizability check against a mutex model), the fenced register
+// ([OpenRegister]) the clients write through, and the TCP proxy ([Proxy])
+// that injects the network faults.
 //
-// What the battery does not cover yet (network partitions, lost replies,
-// store restarts, clock skew, the layers) is listed in docs/reliability.md.
+// Clients are processes (the test binary re-executed), except for a store
+// whose locks live in one process (memlock): its clients are goroutines
+// sharing a Locker, "kill" abandons a lock without releasing it and
+// "stop" blocks the client, refreshes included.
+//
+// What the battery does not cover (clock skew, Redis with persistence,
+// network faults on Redis Cluster) is listed in docs/reliability.md.
 package torture

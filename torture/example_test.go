@@ -1,7 +1,11 @@
 package torture_test
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -28,4 +32,51 @@ exit k b 2 110
 	// Output:
 	// acquisitions 2 overlaps 0 pause overlaps 1
 	// rejected 1 stale accepted 0 p99 signal 3ns
+}
+
+// A Proxy between a client and a server: a cut holds the client's bytes
+// back (no error, no reply) until the proxy heals.
+func ExampleNewProxy() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	go func() { // an echo server
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(c, c)
+		c.Close()
+	}()
+	p, err := torture.NewProxy(ln.Addr().String())
+	if err != nil {
+		panic(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 5)
+	c.Write([]byte("hello"))
+	io.ReadFull(c, buf)
+	fmt.Println(string(buf))
+
+	p.Cut()
+	c.Write([]byte("again"))
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_, err = c.Read(buf)
+	fmt.Println("reply during the cut:", !errors.Is(err, os.ErrDeadlineExceeded))
+
+	p.Heal()
+	c.SetReadDeadline(time.Time{})
+	io.ReadFull(c, buf)
+	fmt.Println(string(buf))
+	// Output:
+	// hello
+	// reply during the cut: false
+	// again
 }

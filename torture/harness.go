@@ -15,25 +15,45 @@ import (
 	"time"
 
 	"github.com/dlockgo/dlock/backends"
+	"github.com/dlockgo/dlock/lock"
 	"github.com/jackc/pgx/v5"
 )
 
 // Options configure a [Run].
 type Options struct {
-	URL        string        // lock store URL
-	Register   string        // URL of the fenced register's store; default URL
-	Restart    func() error  // restarts the store's server, for the restart fault
-	Clients    int           // client processes
+	URL      string // lock store URL
+	Register string // URL of the fenced register's store; default URL
+	// Restart kills the store's server and starts it again, for the
+	// restart fault: a store that forgets its locks (or frees them).
+	Restart func() error
+	// Bounce kills one member of a replicated store and starts it again,
+	// for the bounce fault; locks must survive it. It returns the member's
+	// name (say "m1 (leader)").
+	Bounce     func() (string, error)
+	Clients    int           // clients
 	Duration   time.Duration // how long clients start new acquisitions
 	Seed       uint64        // drives keys, work times and the nemesis
 	Keys       int           // distinct lock keys
 	TTL        time.Duration // lock TTL
 	MaxWork    time.Duration // work time is uniform in [0, MaxWork]
-	Faults     []string      // kill, stop, terminate
+	Faults     []string      // kill, stop, terminate, restart, bounce, cut, drop
 	FaultEvery time.Duration // time between faults
 	Bound      time.Duration // allowed work after a loss signal
-	Dir        string        // logs go here
-	Logf       func(format string, args ...any)
+	// Slack is how long beyond the TTL a lock nobody knows of may keep
+	// others out (see [Limits]); default 250ms.
+	Slack time.Duration
+	// Linearizability is porcupine's time budget; 0 skips it.
+	Linearizability time.Duration
+	// Proxy puts a [Proxy] between each client and each address of the
+	// store (the URL is rewritten), for the cut and drop faults.
+	Proxy bool
+	// InProcess runs the clients as goroutines of this process sharing one
+	// Locker (a store whose locks live in one process: memlock). kill then
+	// means the client abandons its lock without release and stops
+	// refreshing; stop means it blocks, refreshes included.
+	InProcess bool
+	Dir       string // logs go here
+	Logf      func(format string, args ...any)
 }
 
 // Result is a run's report and what was run.
@@ -42,19 +62,60 @@ type Result struct {
 	Opts Options
 }
 
+// proc is a client: a process, or a goroutine with a control.
 type proc struct {
 	name string
 	log  string
 	cmd  *exec.Cmd
+	ctl  *control
 	done chan struct{}
 }
 
+// kill ends the client at once (kill -9, or abandon), waits for it, and
+// returns the time after which it ran no more code: when kill(2) returned
+// (its connections may close before it is reaped, and the store may free
+// its locks then), or when the goroutine returned.
+func (p *proc) kill() time.Time {
+	var t time.Time
+	if p.ctl != nil {
+		p.ctl.kill()
+		<-p.done
+		t = time.Now()
+	} else {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		t = time.Now()
+		<-p.done
+	}
+	return t
+}
+
+// freeze stops the client and reports whether it is stopped.
+func (p *proc) freeze() bool {
+	if p.ctl != nil {
+		p.ctl.freeze()
+		return poll(time.Second, p.ctl.parked.Load)
+	}
+	p.cmd.Process.Signal(syscall.SIGSTOP)
+	return waitStopped(p.cmd.Process.Pid, time.Second)
+}
+
+func (p *proc) thaw() {
+	if p.ctl != nil {
+		p.ctl.thaw()
+	} else {
+		p.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
+
 // Run spawns the clients (the running binary, re-executed with
-// [ClientEnv] set), runs the nemesis until the end, waits for the clients
-// and checks their logs.
+// [ClientEnv] set, or goroutines with [Options.InProcess]), runs the
+// nemesis until the end, waits for the clients and checks their logs.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Register == "" {
 		o.Register = o.URL
+	}
+	if o.Slack == 0 {
+		o.Slack = 250 * time.Millisecond
 	}
 	rnd := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
 	run := fmt.Sprintf("r%d", o.Seed%1_000_000)
@@ -64,6 +125,43 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if err := PrepareRegister(ctx, o.Register, keys); err != nil {
 		return nil, fmt.Errorf("prepare register: %w", err)
+	}
+	var shared lock.Locker
+	if o.InProcess {
+		var err error
+		if shared, err = backends.OpenURL(ctx, o.URL); err != nil {
+			return nil, err
+		}
+		defer shared.Close()
+	}
+	// One proxy per client slot and store address, kept across a slot's
+	// incarnations.
+	proxies := make([][]*Proxy, o.Clients)
+	urls := make([]string, o.Clients)
+	defer func() {
+		for _, ps := range proxies {
+			for _, p := range ps {
+				p.Close()
+			}
+		}
+	}()
+	for i := range urls {
+		urls[i] = o.URL
+		if !o.Proxy {
+			continue
+		}
+		u, err := rewriteHosts(o.URL, func(h string) (string, error) {
+			p, err := NewProxy(h)
+			if err != nil {
+				return "", err
+			}
+			proxies[i] = append(proxies[i], p)
+			return p.Addr(), nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		urls[i] = u
 	}
 	deadline := time.Now().Add(o.Duration)
 
@@ -75,20 +173,36 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		incarnation[i]++
 		name := fmt.Sprintf("%sc%d.%d", run, i, incarnation[i])
 		p := &proc{name: name, log: filepath.Join(o.Dir, name+".log"), done: make(chan struct{})}
-		cfg := ClientConfig{Name: name, URL: o.URL, Register: o.Register, Keys: keys, Log: p.log, TTL: o.TTL, MaxWork: o.MaxWork,
+		cfg := ClientConfig{Name: name, URL: urls[i], Register: o.Register, Keys: keys, Log: p.log, TTL: o.TTL, MaxWork: o.MaxWork,
 			Deadline: deadline, Seed: rnd.Uint64()}
-		p.cmd = exec.Command(os.Args[0], "-test.run=^$")
-		p.cmd.Env = append(os.Environ(), cfg.Env()...)
-		errf, err := os.Create(filepath.Join(o.Dir, name+".err"))
-		if err != nil {
-			return nil, err
+		if i == 0 && o.Clients > 1 {
+			// A long holder, whose locks must be refreshed: the target of
+			// cuts and pauses when it holds one.
+			cfg.MaxWork = max(o.MaxWork, o.TTL)
 		}
-		p.cmd.Stdout, p.cmd.Stderr = errf, errf
-		if err := p.cmd.Start(); err != nil {
-			errf.Close()
-			return nil, err
+		if o.InProcess {
+			p.ctl = newControl()
+			cfg.locker, cfg.ctl = shared, p.ctl
+			go func() {
+				defer close(p.done)
+				if err := RunClient(context.WithoutCancel(ctx), cfg); err != nil && o.Logf != nil {
+					o.Logf("client %s: %v", name, err)
+				}
+			}()
+		} else {
+			p.cmd = exec.Command(os.Args[0], "-test.run=^$")
+			p.cmd.Env = append(os.Environ(), cfg.Env()...)
+			errf, err := os.Create(filepath.Join(o.Dir, name+".err"))
+			if err != nil {
+				return nil, err
+			}
+			p.cmd.Stdout, p.cmd.Stderr = errf, errf
+			if err := p.cmd.Start(); err != nil {
+				errf.Close()
+				return nil, err
+			}
+			go func() { p.cmd.Wait(); errf.Close(); close(p.done) }()
 		}
-		go func() { p.cmd.Wait(); errf.Close(); close(p.done) }()
 		mu.Lock()
 		slots[i] = p
 		all = append(all, p)
@@ -115,47 +229,91 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	pause := 2*o.TTL + 200*time.Millisecond
 	var nemErr error
 	if len(o.Faults) > 0 {
+		skips := 0
 		for n := 0; ; n++ {
 			fault := o.Faults[n%len(o.Faults)]
 			next := time.Now().Add(o.FaultEvery)
 			need := o.TTL // room for the fault to play out before the end
-			if fault == "stop" {
+			switch fault {
+			case "stop", "cut":
 				need = pause
+			case "bounce", "restart":
+				need = 2 * o.TTL
 			}
 			if next.Add(need).After(deadline) {
-				break
+				// No room for this one: try the others once more.
+				if skips++; skips >= len(o.Faults) {
+					break
+				}
+				continue
 			}
+			skips = 0
 			select {
 			case <-time.After(time.Until(next)):
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
 			i := pickHolder(rnd, slots)
+			if (fault == "cut" || fault == "stop") && holding(slots[0].log) {
+				i = 0
+			}
+			if fault == "drop" {
+				// Lost replies matter most to a client that is acquiring.
+				i = pickNonHolder(rnd, slots)
+			}
 			p := slots[i]
 			switch fault {
 			case "kill":
-				// The time is taken when kill(2) returns: the process runs no
-				// more user code after that, though it is reaped later.
-				p.cmd.Process.Signal(syscall.SIGKILL)
-				note("kill", p.name, time.Now())
-				<-p.done
+				note("kill", p.name, p.kill())
 				if _, err := spawn(i); err != nil {
 					nemErr = err
 				}
 			case "stop":
-				p.cmd.Process.Signal(syscall.SIGSTOP)
-				if waitStopped(p.cmd.Process.Pid, time.Second) {
+				if p.freeze() {
 					note("stop", p.name, time.Now())
 					time.Sleep(pause) // the fault itself: frozen for longer than the TTL
 					note("cont", p.name, time.Now())
 				}
-				p.cmd.Process.Signal(syscall.SIGCONT)
+				p.thaw()
+			case "cut":
+				// A partition between one client and the store, longer
+				// than the TTL: the client must learn it lost its locks
+				// (lock.Hold's deadline) before anyone else gets them.
+				for _, px := range proxies[i] {
+					px.Cut()
+				}
+				note("cut", p.name, time.Now())
+				time.Sleep(pause) // the fault itself
+				note("heal", p.name, time.Now())
+				for _, px := range proxies[i] {
+					px.Heal()
+				}
+			case "drop":
+				// The store applies the client's commands but its replies
+				// are lost, then the connections close.
+				for _, px := range proxies[i] {
+					px.DropReplies(true)
+				}
+				note("drop", p.name, time.Now())
+				time.Sleep(o.TTL / 5) // the fault itself
+				for _, px := range proxies[i] {
+					px.DropReplies(false)
+				}
+				note("heal", p.name, time.Now())
 			case "restart":
 				// Noted before: the store forgets its locks when it dies.
 				note("restart", "store", time.Now())
 				if err := o.Restart(); err != nil {
 					nemErr = err
 				}
+				note("up", "store", time.Now())
+			case "bounce":
+				t := time.Now()
+				member, err := o.Bounce()
+				if err != nil {
+					nemErr = err
+				}
+				note("bounce", strings.ReplaceAll(member, " ", "_"), t)
 			case "terminate":
 				t := time.Now()
 				var killed int
@@ -181,9 +339,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		case <-p.done:
 		case <-grace.C:
 			grace.Reset(0)
-			p.cmd.Process.Signal(syscall.SIGKILL)
-			note("kill", p.name, time.Now())
-			<-p.done
+			note("kill", p.name, p.kill())
 			if o.Logf != nil {
 				o.Logf("client %s did not finish; killed", p.name)
 			}
@@ -216,7 +372,45 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Report: Check(logs, nem, o.Bound), Opts: o}, nemErr
+	lim := Limits{Bound: o.Bound, TTL: o.TTL, Slack: o.Slack, Linearizability: o.Linearizability}
+	return &Result{Report: CheckLimits(logs, nem, lim), Opts: o}, nemErr
+}
+
+// rewriteHosts replaces each host:port of a store URL with f's answer.
+func rewriteHosts(raw string, f func(string) (string, error)) (string, error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return "", fmt.Errorf("torture: no scheme in store URL")
+	}
+	authority, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority, tail = rest[:i], rest[i:]
+	}
+	userinfo, hosts := "", authority
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		userinfo, hosts = authority[:i+1], authority[i+1:]
+	}
+	var out []string
+	for _, h := range strings.Split(hosts, ",") {
+		n, err := f(h)
+		if err != nil {
+			return "", err
+		}
+		out = append(out, n)
+	}
+	return scheme + "://" + userinfo + strings.Join(out, ",") + tail, nil
+}
+
+// poll calls cond until it is true or limit has passed.
+func poll(limit time.Duration, cond func() bool) bool {
+	end := time.Now().Add(limit)
+	for time.Now().Before(end) {
+		if cond() {
+			return true
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return cond()
 }
 
 func contains(s []string, v string) bool {
@@ -234,6 +428,18 @@ func pickHolder(rnd *rand.Rand, slots []*proc) int {
 	for range 20 {
 		i := rnd.IntN(len(slots))
 		if holding(slots[i].log) {
+			return i
+		}
+	}
+	return rnd.IntN(len(slots))
+}
+
+// pickNonHolder picks a client whose log says it does not hold a lock,
+// or any client when none does after a few tries.
+func pickNonHolder(rnd *rand.Rand, slots []*proc) int {
+	for range 20 {
+		i := rnd.IntN(len(slots))
+		if !holding(slots[i].log) {
 			return i
 		}
 	}
