@@ -135,15 +135,6 @@ func testLeader(t *testing.T, common torture.LayerCommon, store string, long boo
 		t.Logf("  %s", e)
 	}
 	overlaps := r.Overlaps
-	if late := r.LateStepdowns["cut"]; overlaps > 0 && late >= overlaps && strings.HasPrefix(store, "postgres") {
-		msg := "%d overlaps: leaders cut off from PostgreSQL stepped down only after the next was elected (pglock runs statements without their deadline; known issue, docs/reliability.md)"
-		if *flagStrict {
-			t.Errorf(msg, overlaps)
-		} else {
-			t.Logf("KNOWN ISSUE: "+msg, overlaps)
-		}
-		overlaps = 0
-	}
 	if overlaps != 0 || r.TermRegressions != 0 || r.TokenRegressions != 0 || r.StaleAccepted != 0 || r.LateWork != 0 || r.Unterminated != 0 {
 		t.Errorf("violations: overlaps %d, term regressions %d, token regressions %d, stale writes accepted %d, late work %d, unterminated %d",
 			r.Overlaps, r.TermRegressions, r.TokenRegressions, r.StaleAccepted, r.LateWork, r.Unterminated)
