@@ -74,6 +74,12 @@ func Hold(ctx context.Context, lk Lock, opts *HoldOptions) (held context.Context
 	} else {
 		k.expiry = time.Now().Add(ttl)
 	}
+	// A lock already past its deadline (a grant that came late) is
+	// reported before held is handed out, not by the goroutine a moment
+	// later: the caller's first write must see it.
+	if !time.Now().Before(k.expiry.Add(-o.Margin)) {
+		cancel(k.expired(nil))
+	}
 	var lost <-chan struct{}
 	if n, ok := lk.(LossNotifier); ok {
 		lost = n.NotifyLoss(held)

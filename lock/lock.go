@@ -6,7 +6,8 @@ import (
 )
 
 // Locker hands out locks by key. It is the type users program against; every
-// store provides one (memlock.New, redislock.New, pglock.New, etcdlock.New),
+// store provides one (memlock.New, redislock.New, pglock.New, etcdlock.New,
+// zklock.New, dynamolock.New),
 // and layers such as retry and otellock wrap one.
 //
 // A Locker is safe for concurrent use. Two goroutines that share a Locker
@@ -17,7 +18,11 @@ type Locker interface {
 	// package retry to wait). A store failure is returned as itself, never
 	// as ErrLockNotAcquired. Other errors: [ErrEmptyKey], [ErrKeyTooLong],
 	// [ErrInvalidTTL], [ErrClosed], and ctx's error when ctx ended (the
-	// lock is then not held, or is released in the background).
+	// lock is then not held, or is released in the background). A grant
+	// whose answer arrives after its TTL could have run out (a reply held
+	// up on the network, a stalled process) is released in the background
+	// and reported as an error wrapping [ErrLockNotHeld]: another holder
+	// may already have the key.
 	Acquire(ctx context.Context, key string, ttl time.Duration) (Lock, error)
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error

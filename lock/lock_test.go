@@ -301,6 +301,42 @@ func TestHold_RefreshIgnoringItsContextDoesNotDelayTheCancellation(t *testing.T)
 	})
 }
 
+// A grant that arrives after the TTL it was asked for could already belong
+// to someone else: Acquire must not hand it out as held, and must free it.
+func TestAcquire_GrantArrivingAfterTheTTLIsNotHandedOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		f.faulty.SetLatency(2 * time.Second)
+		_, err := f.l.Acquire(context.Background(), "k", time.Second)
+		if !errors.Is(err, lock.ErrLockNotHeld) || errors.Is(err, lock.ErrLockNotAcquired) {
+			t.Errorf("Acquire = %v, want ErrLockNotHeld (a late grant), not ErrLockNotAcquired", err)
+		}
+		f.faulty.SetLatency(0)
+		f.l.Close() // waits for the background release
+		if !f.isFree(t, "k") {
+			t.Error("the late grant was left held")
+		}
+	})
+}
+
+// A lock whose deadline (expiry − margin) has passed when Hold starts is
+// reported lost before Hold returns: the caller's first write sees it.
+func TestHold_LockAlreadyPastItsDeadlineIsCancelledBeforeHoldReturns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		lk, err := f.l.Acquire(context.Background(), "k", 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(9 * time.Second) // past TTL − margin (10s − 2s)
+		held, stop := lock.Hold(context.Background(), lk, nil)
+		defer stop()
+		if cause := context.Cause(held); !errors.Is(cause, lock.ErrLockNotHeld) {
+			t.Errorf("held context on return: cause %v, want ErrLockNotHeld", cause)
+		}
+	})
+}
+
 func TestHold_CancelsAtOnceWhenTheStorePushesLoss(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t)

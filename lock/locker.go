@@ -161,9 +161,18 @@ func (l *locker) Acquire(ctx context.Context, key string, ttl time.Duration) (Lo
 	if !ok {
 		return nil, opError("acquire", key, ErrLockNotAcquired)
 	}
+	expiry := start.Add(g.TTL)
+	if elapsed := time.Since(start); elapsed >= g.TTL {
+		// The answer came after the lock could have expired (a reply held
+		// up by the network, a stalled machine): another holder may
+		// already have it, so it must not be handed out as held.
+		l.cleanup(key, owner)
+		return nil, opError("acquire", key, fmt.Errorf("%w: the store's grant came %v after the request, past the TTL of %v",
+			ErrLockNotHeld, elapsed.Round(time.Microsecond), g.TTL))
+	}
 	h := &handle{l: l, key: key, owner: owner, token: g.Token}
 	h.ttl.Store(int64(g.TTL))
-	h.expiry = start.Add(g.TTL)
+	h.expiry = expiry
 	return h, nil
 }
 
