@@ -7,8 +7,8 @@ import (
 
 // Locker hands out locks by key. It is the type users program against; every
 // store provides one (memlock.New, redislock.New, pglock.New, etcdlock.New,
-// zklock.New, dynamolock.New),
-// and layers such as retry and otellock wrap one.
+// zklock.New, dynamolock.New), and layers such as retry and otellock wrap
+// one.
 //
 // A Locker is safe for concurrent use. Two goroutines that share a Locker
 // are two different holders: the second Acquire of a held key is refused.
