@@ -261,12 +261,6 @@ func TestCheckDir(t *testing.T) {
 	}
 }
 
-func flagSet(name string) bool {
-	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
-}
-
 func summary(store string, clients int, r *torture.Report, took time.Duration) string {
 	b := "none"
 	if v := r.Bound95(); v >= 0 {
