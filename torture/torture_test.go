@@ -20,7 +20,7 @@ var (
 	flagStore      = flag.String("store", "all", "a store of stores() (memlock, redis, redis-cluster, redis-restart, postgres, postgres-ttl, postgres-restart, etcd-cluster, etcd), all, or a comma-separated list")
 	flagClients    = flag.Int("clients", 4, "clients per store")
 	flagDuration   = flag.Duration("duration", 0, "how long clients start new acquisitions, per store; 0 = 5s (etcd-cluster 10s)")
-	flagSeed       = flag.Uint64("seed", 0, "seed of keys, work times and the nemesis; 0 = from the clock (logged)")
+	flagSeed       = flag.Uint64("seed", 20261122, "seed of keys, work times and the nemesis (the schedule is replayed, not the machine's timing); 0 = from the clock (logged)")
 	flagKeys       = flag.Int("keys", 4, "distinct lock keys")
 	flagTTL        = flag.Duration("ttl", 0, "lock TTL; 0 = 500ms, etcd 2s, etcd-cluster 1s")
 	flagWork       = flag.Duration("work", 0, "maximum work time inside a critical section; 0 = 2ms (restart rows: 30ms)")
@@ -262,12 +262,6 @@ func TestCheckDir(t *testing.T) {
 	for _, e := range r.Examples {
 		t.Logf("  %s", e)
 	}
-}
-
-func flagSet(name string) bool {
-	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
 }
 
 func summary(store string, clients int, r *torture.Report, took time.Duration) string {
