@@ -23,3 +23,11 @@ run -store=postgres -duration=120s -fault-every=1.2s "$@"
 run -store=postgres-ttl -duration=120s -fault-every=1.2s "$@"
 run -store=postgres-restart -work=20ms -duration=120s -fault-every=3s "$@"
 run -store=etcd-cluster -duration=200s -fault-every=2s "$@"
+run -store=zk -duration=120s -fault-every=2s "$@"
+run -store=dynamodb -duration=180s -fault-every=2s "$@"
+
+# The layers (docs/reliability.md, Layers): leader failovers, cron with
+# skewed clocks, once with killed workers, httpmw with cancels and panics.
+layers() { "$bin" -test.run TestLayers -test.v -test.timeout 30m -test.parallel 16 -layer-long "$@"; }
+layers -layers=leader -layer-stores=redis,etcd,postgres-ttl -strict "$@"
+layers -layers=cron,once,httpmw -layer-stores=redis,etcd,postgres "$@"

@@ -17,7 +17,7 @@ import (
 )
 
 var (
-	flagStore      = flag.String("store", "all", "a store of stores() (memlock, redis, redis-cluster, redis-restart, postgres, postgres-ttl, postgres-restart, etcd-cluster, etcd), all, or a comma-separated list")
+	flagStore      = flag.String("store", "all", "a store of stores() (memlock, redis, redis-cluster, redis-restart, postgres, postgres-ttl, postgres-restart, etcd-cluster, etcd, zk, dynamodb), all, or a comma-separated list")
 	flagClients    = flag.Int("clients", 4, "clients per store")
 	flagDuration   = flag.Duration("duration", 0, "how long clients start new acquisitions, per store; 0 = 5s (etcd-cluster 10s)")
 	flagSeed       = flag.Uint64("seed", 20261122, "seed of keys, work times and the nemesis (the schedule is replayed, not the machine's timing); 0 = from the clock (logged)")
@@ -97,7 +97,20 @@ func stores() []store {
 		{name: "etcd-cluster", setup: etcdCluster, faults: "drop,bounce,kill,cut,stop", proxy: true,
 			ttl: time.Second, duration: 10 * time.Second, slack: 1500 * time.Millisecond},
 		{name: "etcd", env: testenv.Etcd, scheme: "etcd://", faults: "kill,stop", own: true, ttl: 2 * time.Second},
+		// Sessions of at least 1 s: shorter ones expire in this machine's
+		// stalls. The TTL is enforced by the holder's backend (the default).
+		{name: "zk", env: testenv.ZooKeeper, scheme: "zk://", query: "session_timeout=1s&max_session_timeout=60s",
+			faults: "drop,cut,kill,stop", proxy: true, ttl: time.Second},
+		{name: "dynamodb", setup: dynamoDB, faults: "drop,cut,kill,stop", proxy: true},
 	}
+}
+
+// dynamoDB names the shared dynalite as a dynamodb:// URL with a table of
+// the battery's own.
+func dynamoDB(t *testing.T) (string, func() error, func() (string, error)) {
+	u := testenv.URL(t, testenv.DynamoDB)
+	host := strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")
+	return "dynamodb://" + host + "/dlock_torture?tls=false&region=us-east-1&create_table=true", nil, nil
 }
 
 func withQuery(u, q string) string {
@@ -117,7 +130,7 @@ func TestTorture(t *testing.T) {
 	if *flagStore == "all" {
 		// Not etcd, the shared single member: it is kept for comparison
 		// with earlier runs.
-		names = []string{"memlock", "redis", "redis-cluster", "redis-restart", "postgres", "postgres-ttl", "postgres-restart", "etcd-cluster"}
+		names = []string{"memlock", "redis", "redis-cluster", "redis-restart", "postgres", "postgres-ttl", "postgres-restart", "etcd-cluster", "zk", "dynamodb"}
 	}
 	byName := map[string]store{}
 	for _, s := range stores() {
