@@ -147,21 +147,7 @@ func runClient(ctx context.Context, c ClientConfig) error {
 		if err := ctl.checkpoint(); err != nil {
 			return err
 		}
-		if held.Err() != nil {
-			return nil
-		}
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(held), 2*time.Second)
-		defer cancel()
-		t0 := now()
-		ok, err := reg.Write(wctx, key, token)
-		res := "ok"
-		switch {
-		case err != nil:
-			res = "error"
-		case !ok:
-			res = "rejected"
-		}
-		emit(Event{Op: "write", Key: key, Token: token, T0: t0, T: now(), Result: res})
+		writeFenced(held, reg, key, token, emit)
 		return nil
 	}
 
@@ -373,4 +359,25 @@ func (l *ctlLock) Expiry() time.Time {
 		return e.Expiry()
 	}
 	return time.Now().Add(l.TTL())
+}
+
+// writeFenced offers token for key to the register and emits the outcome.
+// It writes nothing once held has ended; a write it starts runs to its end
+// (2 s bound) even if held ends meanwhile, which is what tests the fence.
+func writeFenced(held context.Context, reg Register, key string, token uint64, emit func(Event)) {
+	if held.Err() != nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(held), 2*time.Second)
+	defer cancel()
+	t0 := now()
+	ok, err := reg.Write(wctx, key, token)
+	res := "ok"
+	switch {
+	case err != nil:
+		res = "error"
+	case !ok:
+		res = "rejected"
+	}
+	emit(Event{Op: "write", Key: key, Token: token, T0: t0, T: now(), Result: res})
 }

@@ -133,25 +133,10 @@ func openRegister(ctx context.Context, rawURL string) (Register, error) {
 	return OpenRegister(octx, rawURL)
 }
 
-// fencedWrite offers token for key to the register and logs the outcome. It
-// writes nothing once held has ended; a write it starts runs to its end (2 s
-// bound) even if held ends meanwhile, which is what tests the fence.
+// fencedWrite offers token for key to the register and logs the outcome
+// to out (see writeFenced).
 func fencedWrite(held context.Context, out *layerOut, reg Register, key string, token uint64) {
-	if held.Err() != nil {
-		return
-	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(held), 2*time.Second)
-	defer cancel()
-	t0 := now()
-	ok, err := reg.Write(wctx, key, token)
-	res := "ok"
-	switch {
-	case err != nil:
-		res = "error"
-	case !ok:
-		res = "rejected"
-	}
-	out.emit(Event{Op: "write", Key: key, Token: token, T0: t0, T: now(), Result: res})
+	writeFenced(held, reg, key, token, out.emit)
 }
 
 // lossWatch records when ctx ends; lost logs it if ctx ended because its
