@@ -23,7 +23,7 @@ run -store=postgres -duration=120s -fault-every=1.2s "$@"
 run -store=postgres-ttl -duration=120s -fault-every=1.2s "$@"
 run -store=postgres-restart -work=20ms -duration=120s -fault-every=3s "$@"
 run -store=etcd-cluster -duration=200s -fault-every=2s "$@"
-run -store=zk -duration=120s -fault-every=2s "$@"
+run -store=zk -duration=120s -fault-every=1.5s "$@"
 run -store=dynamodb -duration=180s -fault-every=2s "$@"
 
 # The layers (docs/reliability.md, Layers): leader failovers, cron with

@@ -45,10 +45,11 @@ func TestLayers(t *testing.T) {
 	for _, layer := range strings.Split(*flagLayers, ",") {
 		t.Run(layer, func(t *testing.T) {
 			for _, store := range strings.Split(*flagLayerStores, ",") {
+				if layer == "leader" && store == "postgres" {
+					t.Logf("leader on postgres: not run — advisory locks outlive a frozen or cut-off leader, so no failover can be forced (use postgres-ttl)")
+					continue
+				}
 				t.Run(store, func(t *testing.T) {
-					if layer == "leader" && store == "postgres" {
-						t.Skip("advisory locks outlive a frozen or cut-off leader: no failover to force (use postgres-ttl)")
-					}
 					t.Parallel()
 					common := torture.LayerCommon{URL: layerURL(t, store), Seed: seed, Dir: layerDir(t, layer+"-"+store), Logf: t.Logf}
 					switch layer {
