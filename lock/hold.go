@@ -33,7 +33,8 @@ type HoldOptions struct {
 //   - the store reports the loss (see [LossNotifier]);
 //   - no refresh has succeeded within TTL − Margin of the start of the last
 //     successful acquire or refresh (see [Expirer]), because the store is
-//     slow or unreachable.
+//     slow or unreachable — also while a refresh is still waiting for an
+//     answer, and before Hold returns when that point has already passed.
 //
 // The context's cause (see [context.Cause]) then wraps [ErrLockNotHeld] and
 // says which of these happened. The context also carries the lock's fencing
