@@ -407,7 +407,10 @@ func (s *suite) testExpiry(t *testing.T) {
 	})
 	t.Run("GrantedTTLIsRoundedUp", func(t *testing.T) {
 		l := s.locker(t)
-		ask := time.Millisecond + 1 // never a multiple of a coarser unit
+		// Never a multiple of a coarser unit, and long enough for the
+		// answer to come back within it (a grant that arrives after its
+		// TTL is refused).
+		ask := s.opts.shortTTL() + 1
 		lk, err := l.Acquire(ctxFor(t), Key(t), ask)
 		if err != nil {
 			t.Fatalf("Acquire with TTL %v: %v", ask, err)
