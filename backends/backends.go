@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/dlockgo/dlock/backends/dynamolock"
 	"github.com/dlockgo/dlock/backends/etcdlock"
 	"github.com/dlockgo/dlock/backends/memlock"
 	"github.com/dlockgo/dlock/backends/pglock"
@@ -271,7 +272,16 @@ func OpenRecords(ctx context.Context, cfg *Config) (Records, error) {
 		}
 		return records{r, client.Close}, nil
 	case DynamoDB:
-		return nil, fmt.Errorf("backends: dynamodb keeps no completion records: %w", errors.ErrUnsupported)
+		dc, err := connectDynamoDB(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		r, err := dynamolock.NewRecords(dc.client, dc.opts)
+		if err != nil {
+			dc.close()
+			return nil, fmt.Errorf("backends: dynamodb: %w", err)
+		}
+		return records{r, dc.close}, nil
 	case ZooKeeper:
 		return nil, fmt.Errorf("backends: zookeeper keeps no completion records: %w", errors.ErrUnsupported)
 	}

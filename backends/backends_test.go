@@ -144,8 +144,19 @@ func TestOpenURL_DynamoDB(t *testing.T) {
 		t.Fatalf("Release: %v", err)
 	}
 	cfg, _ := backends.ParseURL(url)
-	if _, err := backends.OpenRecords(ctx, cfg); !errors.Is(err, errors.ErrUnsupported) {
-		t.Errorf("OpenRecords = %v, want ErrUnsupported", err)
+	r, err := backends.OpenRecords(ctx, cfg)
+	if err != nil {
+		t.Fatalf("OpenRecords: %v", err)
+	}
+	defer r.Close()
+	if done, _, err := r.Begin(ctx, key, lk.Token(), time.Minute); err != nil || done {
+		t.Errorf("Begin = %v, %v; want not done", done, err)
+	}
+	if ok, err := r.Complete(ctx, key, lk.Token(), time.Minute); err != nil || !ok {
+		t.Errorf("Complete = %v, %v; want recorded", ok, err)
+	}
+	if done, by, err := r.Done(ctx, key); err != nil || !done || by != lk.Token() {
+		t.Errorf("Done = %v, %d, %v; want done by %d", done, by, err, lk.Token())
 	}
 	// Without create_table, a missing table fails the opening.
 	if l, err := backends.OpenURL(ctx, "dynamodb://"+endpoint+"/dlock_no_such_table?tls=false"); err == nil {

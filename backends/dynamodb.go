@@ -1,6 +1,7 @@
 package backends
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,10 +73,9 @@ func (c *Config) parseDynamoDB(u *url.URL, q url.Values) error {
 	return nil
 }
 
-// openDynamoDB builds a DynamoDB client for cfg, checks that the table
-// answers (creating it first when asked to), and returns the store's
-// Backend owning the client.
-func openDynamoDB(ctx context.Context, cfg *Config) (driver.Backend, error) {
+// connectDynamoDB builds a DynamoDB client for cfg and checks that the
+// table answers (creating it first when asked to).
+func connectDynamoDB(ctx context.Context, cfg *Config) (*dynamoConn, error) {
 	if len(cfg.Addrs) > 1 {
 		return nil, fmt.Errorf("%w: dynamodb: one endpoint at most", ErrInvalidURL)
 	}
@@ -119,17 +119,14 @@ func openDynamoDB(ctx context.Context, cfg *Config) (driver.Backend, error) {
 			o.BaseEndpoint = new(scheme + cfg.Addrs[0])
 		}
 	})
-	table := cfg.DynamoDBTable
-	if table == "" {
-		table = dynamolock.DefaultTable
-	}
-	b, err := dynamolock.NewBackend(client, &dynamolock.Options{Table: table, KeyPrefix: cfg.Prefix})
+	dopts := &dynamolock.Options{Table: cmp.Or(cfg.DynamoDBTable, dynamolock.DefaultTable), KeyPrefix: cfg.Prefix}
+	b, err := dynamolock.NewBackend(client, dopts)
 	if err != nil {
 		closeClient()
 		return nil, fmt.Errorf("backends: dynamodb: %w", err)
 	}
 	if cfg.DynamoDBCreateTable {
-		err = dynamolock.CreateTable(ctx, client, table, nil)
+		err = dynamolock.CreateTable(ctx, client, dopts.Table, nil)
 	}
 	if err == nil {
 		err = b.Ping(ctx)
@@ -138,7 +135,26 @@ func openDynamoDB(ctx context.Context, cfg *Config) (driver.Backend, error) {
 		closeClient()
 		return nil, fmt.Errorf("backends: dynamodb: %w", err)
 	}
-	return own(b, closeClient), nil
+	return &dynamoConn{b: b, client: client, opts: dopts, close: closeClient}, nil
+}
+
+// openDynamoDB returns the DynamoDB store of cfg as a Backend owning its
+// client.
+func openDynamoDB(ctx context.Context, cfg *Config) (driver.Backend, error) {
+	dc, err := connectDynamoDB(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return own(dc.b, dc.close), nil
+}
+
+// dynamoConn is a DynamoDB client made for a Config, a Backend on it, and
+// the close of the client's connections.
+type dynamoConn struct {
+	b      *dynamolock.Backend
+	client *dynamodb.Client
+	opts   *dynamolock.Options
+	close  func() error
 }
 
 // isLoopback reports whether hostport names this machine.

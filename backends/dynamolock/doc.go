@@ -17,6 +17,10 @@
 //	lock_expires_ms  N  expiry, in ms since the Unix epoch, by the holder's clock
 //	lock_fence       N  the last fencing token handed out for the key
 //
+// Package once's completion records ([NewRecords]) live in the item of
+// their key too, in attributes of their own (once_fence, once_done,
+// once_expires_ms) that the lock's writes never touch.
+//
 // The key is stored as raw bytes, so any key up to [lock.MaxKeyLength]
 // bytes works, NUL and invalid UTF-8 included, and no two keys share an
 // item.
