@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/dlockgo/dlock/backends"
 	"github.com/dlockgo/dlock/backends/etcdlock"
 	"github.com/dlockgo/dlock/backends/pglock"
 	"github.com/dlockgo/dlock/backends/redislock"
@@ -25,7 +26,7 @@ import (
 // Store is one real store.
 type Store struct {
 	// Name names the store in test names: redis, redis-cluster, postgres,
-	// postgres-enforced, etcd.
+	// postgres-enforced, etcd, dynamodb.
 	Name string
 	// MinTTL is the shortest TTL the store honours.
 	MinTTL time.Duration
@@ -53,7 +54,7 @@ func (s Store) NewLocker(t testing.TB, opts *lock.Options) lock.Locker {
 // fails the test (see testenv.URL).
 func Real(t testing.TB) []Store {
 	t.Helper()
-	return []Store{Redis(t), RedisCluster(t), Postgres(t, false), Postgres(t, true), Etcd(t)}
+	return []Store{Redis(t), RedisCluster(t), Postgres(t, false), Postgres(t, true), Etcd(t), DynamoDB(t)}
 }
 
 func ctx(t testing.TB) context.Context {
@@ -169,6 +170,35 @@ func Etcd(t testing.TB) Store {
 			if err != nil {
 				t.Fatal(err)
 			}
+			return r
+		},
+	}
+}
+
+// DynamoDB is the dynalite of scripts/services.sh, opened as package
+// backends opens a dynamodb:// URL, in a table of its own.
+func DynamoDB(t testing.TB) Store {
+	u := testenv.URL(t, testenv.DynamoDB)
+	host := strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")
+	cfg, err := backends.ParseURL("dynamodb://" + host + "/dlock_storetest?tls=false&region=us-east-1&create_table=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Store{
+		Name: "dynamodb", MinTTL: time.Millisecond, NativeTTL: true,
+		NewBackend: func(t testing.TB) driver.Backend {
+			b, err := backends.OpenBackend(ctx(t), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+		Records: func(t testing.TB) once.Store {
+			r, err := backends.OpenRecords(ctx(t), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
 			return r
 		},
 	}
