@@ -309,6 +309,12 @@ func redisClient(cfg *Config) redis.UniversalClient {
 		DB:            cfg.RedisDB,
 		MasterName:    cfg.RedisMaster,
 		IsClusterMode: cfg.RedisCluster,
+		// The client honours context deadlines, so redislock can make a
+		// call with a deadline (Hold's refreshes, waits bounded by a
+		// timeout) on the caller's goroutine instead of handing it to
+		// another one to return on time (see redislock's documentation:
+		// the hand-off costs 1.2–2.4 × on a loaded machine).
+		ContextTimeoutEnabled: true,
 	}
 	if cfg.TLS {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}

@@ -59,7 +59,8 @@
 //     an acquisition it made after its caller left is released, and the
 //     Locker's Close waits for it. That goroutine costs a hand-off between
 //     threads on every call (15–60 µs per operation on a loaded 2-core
-//     machine): for speed, use ContextTimeoutEnabled and deadlines.
+//     machine): for speed, use ContextTimeoutEnabled and deadlines
+//     (package backends builds its Redis clients that way).
 //
 // # What is not promised
 //
