@@ -193,12 +193,7 @@ func OpenBackend(ctx context.Context, cfg *Config) (driver.Backend, error) {
 // zkBackend opens zklock's backend, which owns the sessions it opens, and
 // checks that the ensemble answers.
 func zkBackend(ctx context.Context, cfg *Config) (driver.Backend, error) {
-	b, err := zklock.NewBackend(cfg.Addrs, &zklock.Options{
-		Root:              cfg.Prefix,
-		SessionTimeout:    cfg.ZooKeeperSessionTimeout,
-		MaxSessionTimeout: cfg.ZooKeeperMaxSessionTimeout,
-		AdvisoryTTL:       cfg.ZooKeeperAdvisoryTTL,
-	})
+	b, err := zklock.NewBackend(cfg.Addrs, zkOptions(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("backends: zookeeper: %w", err)
 	}
@@ -207,6 +202,15 @@ func zkBackend(ctx context.Context, cfg *Config) (driver.Backend, error) {
 		return nil, fmt.Errorf("backends: zookeeper: %w", err)
 	}
 	return b, nil
+}
+
+func zkOptions(cfg *Config) *zklock.Options {
+	return &zklock.Options{
+		Root:              cfg.Prefix,
+		SessionTimeout:    cfg.ZooKeeperSessionTimeout,
+		MaxSessionTimeout: cfg.ZooKeeperMaxSessionTimeout,
+		AdvisoryTTL:       cfg.ZooKeeperAdvisoryTTL,
+	}
 }
 
 // Records is the store of completion records of package once; it
@@ -283,7 +287,15 @@ func OpenRecords(ctx context.Context, cfg *Config) (Records, error) {
 		}
 		return records{r, dc.close}, nil
 	case ZooKeeper:
-		return nil, fmt.Errorf("backends: zookeeper keeps no completion records: %w", errors.ErrUnsupported)
+		r, err := zklock.NewRecords(cfg.Addrs, zkOptions(cfg))
+		if err != nil {
+			return nil, fmt.Errorf("backends: zookeeper: %w", err)
+		}
+		if _, _, err := r.Done(ctx, "\x00dlock-ping"); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("backends: zookeeper: %w", err)
+		}
+		return records{r, r.Close}, nil
 	}
 	return nil, fmt.Errorf("%w: unknown store %q", ErrInvalidURL, cfg.Store)
 }

@@ -11,8 +11,8 @@ import (
 	"github.com/dlockgo/dlock/lock"
 )
 
-// TestOpenURL_ZooKeeper opens zk:// and takes a lock. ZooKeeper keeps no
-// completion records: OpenRecords says so.
+// TestOpenURL_ZooKeeper opens zk://, takes a lock, and records a
+// completion through OpenRecords.
 func TestOpenURL_ZooKeeper(t *testing.T) {
 	url := "zk://" + testenv.URL(t, testenv.ZooKeeper) + "/dlock-backends-test?identity=t&session_timeout=1s&max_session_timeout=60s"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -34,8 +34,19 @@ func TestOpenURL_ZooKeeper(t *testing.T) {
 		t.Fatalf("Release: %v", err)
 	}
 	cfg, _ := backends.ParseURL(url)
-	if _, err := backends.OpenRecords(ctx, cfg); !errors.Is(err, errors.ErrUnsupported) {
-		t.Errorf("OpenRecords: %v, want errors.ErrUnsupported", err)
+	r, err := backends.OpenRecords(ctx, cfg)
+	if err != nil {
+		t.Fatalf("OpenRecords: %v", err)
+	}
+	defer r.Close()
+	if done, _, err := r.Begin(ctx, key, lk.Token(), time.Minute); err != nil || done {
+		t.Errorf("Begin = %v, %v; want not done", done, err)
+	}
+	if ok, err := r.Complete(ctx, key, lk.Token(), time.Minute); err != nil || !ok {
+		t.Errorf("Complete = %v, %v; want recorded", ok, err)
+	}
+	if done, by, err := r.Done(ctx, key); err != nil || !done || by != lk.Token() {
+		t.Errorf("Done = %v, %d, %v; want done by %d", done, by, err, lk.Token())
 	}
 }
 

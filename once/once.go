@@ -13,7 +13,7 @@ import (
 // Store keeps completion records and fences, one per key. Implementations
 // must make each method atomic. They are provided by the stores:
 // memlock.Store.Records, redislock.NewRecords, pglock.NewRecords,
-// etcdlock.NewRecords, dynamolock.NewRecords.
+// etcdlock.NewRecords, zklock.NewRecords, dynamolock.NewRecords.
 type Store interface {
 	// Begin reports whether key has a completion record (done, and the
 	// token of the run that wrote it). When it has none, Begin raises key's

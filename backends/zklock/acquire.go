@@ -98,7 +98,7 @@ func closedChan() chan struct{} {
 	return c
 }
 
-// makeParents creates the root, its ancestors, and the two directories
+// makeParents creates the root, its ancestors, and the three directories
 // under it; nodes that exist already are fine.
 func (b *backend) makeParents(ctx context.Context, s *session) error {
 	var todo []string
@@ -107,7 +107,7 @@ func (b *backend) makeParents(ctx context.Context, s *session) error {
 			todo = append(todo, b.p.root[:i])
 		}
 	}
-	todo = append(todo, b.p.root, b.p.locks, b.p.owners)
+	todo = append(todo, b.p.root, b.p.locks, b.p.owners, b.p.records)
 	for _, p := range todo {
 		_, err := call(ctx, b, func() (string, error) { return s.conn.Create(p, nil, 0, acl) })
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {

@@ -112,6 +112,14 @@
 // but its holder), when the backend is closed, and for the long-TTL locks
 // above when the connection drops.
 //
+// # Completion records
+//
+// [NewRecords] keeps package once's completion records: a persistent node
+// per key under Root/r holding the fence, the completing run's token and
+// an expiry (by this client's clock) for the retention. Begin and Complete
+// read the node and write it back only at the version they read, reading
+// again when another writer got in between.
+//
 // # What it does not guarantee
 //
 // A session is a promise about time, measured by the server. A holder that

@@ -99,12 +99,15 @@ func validRoot(root string) error {
 }
 
 // paths of one backend: the lock nodes live under root/l, the owner markers
-// under root/o.
-type paths struct{ root, locks, owners string }
+// under root/o, package once's records under root/r.
+type paths struct{ root, locks, owners, records string }
 
 func newPaths(root string) paths {
-	return paths{root: root, locks: root + "/l", owners: root + "/o"}
+	return paths{root: root, locks: root + "/l", owners: root + "/o", records: root + "/r"}
 }
+
+// record is the path of key's once record.
+func (p paths) record(key string) string { return p.records + "/" + escape(key) }
 
 // lock is the path of key's lock node.
 func (p paths) lock(key string) string { return p.locks + "/" + escape(key) }

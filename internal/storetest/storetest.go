@@ -17,6 +17,7 @@ import (
 	"github.com/dlockgo/dlock/backends/etcdlock"
 	"github.com/dlockgo/dlock/backends/pglock"
 	"github.com/dlockgo/dlock/backends/redislock"
+	"github.com/dlockgo/dlock/backends/zklock"
 	"github.com/dlockgo/dlock/internal/testenv"
 	"github.com/dlockgo/dlock/lock"
 	"github.com/dlockgo/dlock/lock/driver"
@@ -26,7 +27,7 @@ import (
 // Store is one real store.
 type Store struct {
 	// Name names the store in test names: redis, redis-cluster, postgres,
-	// postgres-enforced, etcd, dynamodb.
+	// postgres-enforced, etcd, zk, dynamodb.
 	Name string
 	// MinTTL is the shortest TTL the store honours.
 	MinTTL time.Duration
@@ -54,7 +55,7 @@ func (s Store) NewLocker(t testing.TB, opts *lock.Options) lock.Locker {
 // fails the test (see testenv.URL).
 func Real(t testing.TB) []Store {
 	t.Helper()
-	return []Store{Redis(t), RedisCluster(t), Postgres(t, false), Postgres(t, true), Etcd(t), DynamoDB(t)}
+	return []Store{Redis(t), RedisCluster(t), Postgres(t, false), Postgres(t, true), Etcd(t), ZooKeeper(t), DynamoDB(t)}
 }
 
 func ctx(t testing.TB) context.Context {
@@ -195,6 +196,32 @@ func DynamoDB(t testing.TB) Store {
 		},
 		Records: func(t testing.TB) once.Store {
 			r, err := backends.OpenRecords(ctx(t), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
+			return r
+		},
+	}
+}
+
+// ZooKeeper is the standalone ZooKeeper of scripts/services.sh, with
+// sessions of 1 s to 60 s (what its configuration grants) under a root of
+// its own.
+func ZooKeeper(t testing.TB) Store {
+	servers := strings.Split(testenv.URL(t, testenv.ZooKeeper), ",")
+	opts := &zklock.Options{Root: "/dlock-storetest", SessionTimeout: time.Second, MaxSessionTimeout: time.Minute}
+	return Store{
+		Name: "zk", MinTTL: time.Second, NativeTTL: true,
+		NewBackend: func(t testing.TB) driver.Backend {
+			b, err := zklock.NewBackend(servers, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+		Records: func(t testing.TB) once.Store {
+			r, err := zklock.NewRecords(servers, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
