@@ -143,21 +143,7 @@ func TestOpenURL_DynamoDB(t *testing.T) {
 	if err := lk.Release(ctx); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
-	cfg, _ := backends.ParseURL(url)
-	r, err := backends.OpenRecords(ctx, cfg)
-	if err != nil {
-		t.Fatalf("OpenRecords: %v", err)
-	}
-	defer r.Close()
-	if done, _, err := r.Begin(ctx, key, lk.Token(), time.Minute); err != nil || done {
-		t.Errorf("Begin = %v, %v; want not done", done, err)
-	}
-	if ok, err := r.Complete(ctx, key, lk.Token(), time.Minute); err != nil || !ok {
-		t.Errorf("Complete = %v, %v; want recorded", ok, err)
-	}
-	if done, by, err := r.Done(ctx, key); err != nil || !done || by != lk.Token() {
-		t.Errorf("Done = %v, %d, %v; want done by %d", done, by, err, lk.Token())
-	}
+	recordOnce(ctx, t, url, key, lk.Token())
 	// Without create_table, a missing table fails the opening.
 	if l, err := backends.OpenURL(ctx, "dynamodb://"+endpoint+"/dlock_no_such_table?tls=false"); err == nil {
 		l.Close()
@@ -180,5 +166,30 @@ func TestOpenURL_DynamoDBNeedsARegionAwayFromLoopback(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("the error shows the secret: %v", err)
+	}
+}
+
+// recordOnce opens the completion records of url and records key's
+// completion by the run with token: Begin finds nothing, Complete writes,
+// Done reads it back.
+func recordOnce(ctx context.Context, t *testing.T, url, key string, token uint64) {
+	t.Helper()
+	cfg, err := backends.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := backends.OpenRecords(ctx, cfg)
+	if err != nil {
+		t.Fatalf("OpenRecords: %v", err)
+	}
+	defer r.Close()
+	if done, _, err := r.Begin(ctx, key, token, time.Minute); err != nil || done {
+		t.Errorf("Begin = %v, %v; want not done", done, err)
+	}
+	if ok, err := r.Complete(ctx, key, token, time.Minute); err != nil || !ok {
+		t.Errorf("Complete = %v, %v; want recorded", ok, err)
+	}
+	if done, by, err := r.Done(ctx, key); err != nil || !done || by != token {
+		t.Errorf("Done = %v, %d, %v; want done by %d", done, by, err, token)
 	}
 }

@@ -33,21 +33,7 @@ func TestOpenURL_ZooKeeper(t *testing.T) {
 	if err := lk.Release(ctx); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
-	cfg, _ := backends.ParseURL(url)
-	r, err := backends.OpenRecords(ctx, cfg)
-	if err != nil {
-		t.Fatalf("OpenRecords: %v", err)
-	}
-	defer r.Close()
-	if done, _, err := r.Begin(ctx, key, lk.Token(), time.Minute); err != nil || done {
-		t.Errorf("Begin = %v, %v; want not done", done, err)
-	}
-	if ok, err := r.Complete(ctx, key, lk.Token(), time.Minute); err != nil || !ok {
-		t.Errorf("Complete = %v, %v; want recorded", ok, err)
-	}
-	if done, by, err := r.Done(ctx, key); err != nil || !done || by != lk.Token() {
-		t.Errorf("Done = %v, %d, %v; want done by %d", done, by, err, lk.Token())
-	}
+	recordOnce(ctx, t, url, key, lk.Token())
 }
 
 func TestOpenURL_ZooKeeperUnreachable(t *testing.T) {
